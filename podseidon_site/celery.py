@@ -1,0 +1,11 @@
+"""The Celery application that runs the controllers (``celery -A podseidon_site worker``)."""
+
+import os
+
+from celery import Celery
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "podseidon_site.settings.development")
+
+app = Celery("podseidon")
+app.config_from_object("django.conf:settings", namespace="CELERY")
+app.autodiscover_tasks()

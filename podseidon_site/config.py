@@ -1,0 +1,338 @@
+"""The operator's configuration: one YAML file (path in ``PODSEIDON_CONFIG``) validated at start-up.
+
+Secrets and endpoints (database, Redis, Django secret key) come from the environment instead, so
+the same file can be shipped in a ConfigMap across environments. This module has no Django
+imports: the Celery workers, the sandbox tooling and management commands all load it the same way.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StrictFloat,
+    StrictInt,
+    StrictStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+CONFIG_ENV_VAR = "PODSEIDON_CONFIG"
+
+# A cell ID ends up as the last segment of the webhook URL and inside lease keys, so it must be
+# a plain URL path segment: no slash, no dot-only names, nothing that needs escaping.
+CELL_ID_PATTERN = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9._-]{0,61}[A-Za-z0-9])?$")
+
+PositiveInt = Annotated[StrictInt, Field(gt=0)]
+NonNegativeInt = Annotated[StrictInt, Field(ge=0)]
+Number = StrictInt | StrictFloat
+
+
+class ConfigError(Exception):
+    """A configuration problem, phrased as one line that names the offending key."""
+
+
+class _Section(BaseModel):
+    # Unknown keys are almost always typos of real options; silently ignoring them would leave
+    # an operator believing a safety option is set when it is not.
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Impersonation(_Section):
+    user: StrictStr
+    groups: list[StrictStr] = Field(default_factory=list)
+
+
+class ClusterAccess(_Section):
+    """How to reach one Kubernetes API server."""
+
+    kubeconfig: StrictStr | None = Field(
+        default=None, description="Path to a kubeconfig file; unset means in-cluster config."
+    )
+    context: StrictStr | None = Field(default=None, description="Context inside the kubeconfig.")
+    impersonate: Impersonation | None = Field(
+        default=None, description="Act as this user (and groups) on every request."
+    )
+    qps: Annotated[Number, Field(gt=0)] = Field(default=50, description="Client request rate.")
+    burst: PositiveInt = Field(default=100, description="Client request burst.")
+    namespace: StrictStr = Field(
+        default="", description="Restrict watches to this namespace; empty watches all."
+    )
+
+    @property
+    def in_cluster(self) -> bool:
+        return self.kubeconfig is None
+
+
+class CellConfig(ClusterAccess):
+    id: StrictStr = Field(description="Cell ID: the webhook path segment and the status key.")
+    requires_pod_name: StrictBool = Field(
+        default=False,
+        description="Record pod names in admission buckets when webhook.requires_pod_name is "
+        "'by-cell'.",
+    )
+
+    @field_validator("id")
+    @classmethod
+    def _valid_path_segment(cls, value: str) -> str:
+        if not CELL_ID_PATTERN.match(value):
+            raise ValueError(
+                f"{value!r} is not a valid path segment (letters, digits, '.', '_', '-'; "
+                "must start and end with a letter or digit; at most 63 characters)"
+            )
+        return value
+
+
+class AdmissionHistoryDefaults(_Section):
+    max_concurrent_lag: NonNegativeInt = Field(
+        default=0, description="Admitted-but-unconfirmed deletions allowed per ppr; 0 = no limit."
+    )
+    compact_threshold: PositiveInt = Field(
+        default=100, description="Single-pod buckets kept per cell before the oldest are folded."
+    )
+    aggregation_rate_millis: NonNegativeInt = Field(
+        default=1000, description="Delay between a pod event and the aggregation it triggers."
+    )
+
+
+class GeneratorConfig(_Section):
+    protection_selectors: dict[StrictStr, StrictStr] = Field(
+        default_factory=lambda: {
+            "deployments.apps": "podseidon.kubewharf.io/protect=true",
+            "statefulsets.apps": "podseidon.kubewharf.io/protect=true",
+        },
+        description="Label selector per workload kind (resource.group) that marks it protected.",
+    )
+    protect_non_zero: StrictBool = Field(
+        default=False, description="Keep protecting a terminating workload while replicas > 0."
+    )
+    workers: PositiveInt = Field(default=3, description="Concurrent reconcile workers.")
+    monitor: StrictBool = Field(default=True, description="Run the monitor's global gauges.")
+
+
+class UpdateTriggerConfig(_Section):
+    enabled: StrictBool = Field(default=False, description="Keep a dummy pod bumping events.")
+    interval_seconds: Annotated[Number, Field(gt=0)] = Field(
+        default=1, description="How often the dummy pod's annotation is bumped."
+    )
+    dummy_pod_name: StrictStr = "podseidon-update-trigger"
+    dummy_pod_namespace: StrictStr = "default"
+
+
+class AggregatorConfig(_Section):
+    pod_label_selector: StrictStr = Field(
+        default="", description="Only watch pods matching this label selector (string form)."
+    )
+    sync_time_algorithm: Literal["clock", "status"] = Field(
+        default="clock", description="How a cell's sync time is derived from its pod events."
+    )
+    update_trigger: UpdateTriggerConfig = Field(default_factory=UpdateTriggerConfig)
+    rate_jitter: tuple[Number, Number] = Field(
+        default=(0.5, 1.0), description="Aggregation delay is multiplied by U[low, high]."
+    )
+
+    @field_validator("rate_jitter")
+    @classmethod
+    def _ordered_jitter(cls, value: tuple[float, float]) -> tuple[float, float]:
+        low, high = value
+        if not 0 < low <= high:
+            raise ValueError("must be [low, high] with 0 < low <= high")
+        return value
+
+
+class TLSConfig(_Section):
+    cert_file: StrictStr | None = Field(default=None, description="PEM certificate chain.")
+    key_file: StrictStr | None = Field(default=None, description="PEM private key.")
+
+    @model_validator(mode="after")
+    def _both_or_neither(self) -> TLSConfig:
+        if (self.cert_file is None) != (self.key_file is None):
+            raise ValueError("cert_file and key_file must be set together")
+        return self
+
+
+class WebhookConfig(_Section):
+    path_prefix: StrictStr = Field(default="", description="URL prefix before /{cellID}.")
+    port: Annotated[StrictInt, Field(gt=0, lt=65536)] = Field(
+        default=8843, description="HTTPS port the webhook listens on."
+    )
+    dry_run: StrictBool = Field(
+        default=False, description="Decide and record, but always allow (canary mode)."
+    )
+    cold_start_delay_seconds: Annotated[Number, Field(ge=0)] = Field(
+        default=0, description="Answer errors for this long after start-up."
+    )
+    retry_backoff_base_millis: NonNegativeInt = Field(
+        default=100, description="Wait after a 409 Conflict before retrying a batch."
+    )
+    retry_jitter_millis: NonNegativeInt = Field(
+        default=100, description="Random extra wait U[0, jitter) on top of the base."
+    )
+    requires_pod_name: Literal["never", "always", "by-cell"] = Field(
+        default="never", description="Record pod names in admission buckets."
+    )
+    handle_eviction: StrictBool = Field(default=True, description="Judge pods/eviction too.")
+    force_delete_annotation: StrictStr = "podseidon.kubewharf.io/force-delete"
+    health_criterion_annotation: StrictStr = "podseidon.kubewharf.io/health-criterion"
+    tls: TLSConfig = Field(default_factory=TLSConfig)
+    failure_policy: Literal["Fail", "Ignore"] = Field(
+        default="Fail", description="What kube-apiserver does when the webhook cannot answer."
+    )
+    timeout_seconds: Annotated[StrictInt, Field(ge=1, le=30)] = Field(
+        default=10, description="kube-apiserver's deadline for one AdmissionReview."
+    )
+    object_selector: dict[StrictStr, Any] = Field(
+        default_factory=dict, description="LabelSelector restricting which pods are sent."
+    )
+    namespace_selector: dict[StrictStr, Any] = Field(
+        default_factory=dict, description="LabelSelector restricting which namespaces are sent."
+    )
+    self_protection: StrictBool = Field(
+        default=False, description="Also guard Podseidon's own pods."
+    )
+    service: dict[StrictStr, Any] | None = Field(
+        default=None,
+        description="In-cluster Service reference (namespace, name, port) instead of a URL.",
+    )
+    url: StrictStr | None = Field(default=None, description="Base URL kube-apiserver calls.")
+
+    @field_validator("path_prefix")
+    @classmethod
+    def _prefix_shape(cls, value: str) -> str:
+        if value and (not value.startswith("/") or value.endswith("/")):
+            raise ValueError("must be empty or start with '/' and not end with '/'")
+        return value
+
+
+class LeaderElectionConfig(_Section):
+    lease_duration_seconds: Annotated[Number, Field(gt=0)] = 15
+    renew_deadline_seconds: Annotated[Number, Field(gt=0)] = 10
+    retry_period_seconds: Annotated[Number, Field(gt=0)] = 2
+
+    @model_validator(mode="after")
+    def _deadline_inside_lease(self) -> LeaderElectionConfig:
+        if (
+            not self.retry_period_seconds
+            < self.renew_deadline_seconds
+            < (self.lease_duration_seconds)
+        ):
+            raise ValueError(
+                "need retry_period_seconds < renew_deadline_seconds < lease_duration_seconds"
+            )
+        return self
+
+
+class MetricsConfig(_Section):
+    port: Annotated[StrictInt, Field(gt=0, lt=65536)] = Field(
+        default=9090, description="Prometheus metrics port of every process."
+    )
+    namespace_labels: StrictBool = Field(
+        default=False, description="Add a namespace label to per-request metrics."
+    )
+    user_labels: StrictBool = Field(
+        default=False, description="Add a requesting-user label to per-request metrics."
+    )
+
+
+def _default_cells() -> list[CellConfig]:
+    return [CellConfig(id="default")]
+
+
+class PodseidonConfig(_Section):
+    core: ClusterAccess = Field(
+        default_factory=ClusterAccess,
+        description="The cluster holding PodProtectors and the workloads they come from.",
+    )
+    cells: list[CellConfig] = Field(
+        default_factory=_default_cells, description="Worker clusters whose pods are guarded."
+    )
+    generator: GeneratorConfig = Field(default_factory=GeneratorConfig)
+    aggregator: AggregatorConfig = Field(default_factory=AggregatorConfig)
+    webhook: WebhookConfig = Field(default_factory=WebhookConfig)
+    admission_history: AdmissionHistoryDefaults = Field(default_factory=AdmissionHistoryDefaults)
+    leader_election: LeaderElectionConfig = Field(default_factory=LeaderElectionConfig)
+    metrics: MetricsConfig = Field(default_factory=MetricsConfig)
+
+    @field_validator("cells")
+    @classmethod
+    def _unique_cells(cls, cells: list[CellConfig]) -> list[CellConfig]:
+        if not cells:
+            raise ValueError("at least one cell is required")
+        seen: set[str] = set()
+        for cell in cells:
+            if cell.id in seen:
+                raise ValueError(f"cell ID {cell.id!r} appears more than once")
+            seen.add(cell.id)
+        return cells
+
+    def cell(self, cell_id: str) -> CellConfig | None:
+        return next((c for c in self.cells if c.id == cell_id), None)
+
+    @property
+    def cell_ids(self) -> list[str]:
+        return [c.id for c in self.cells]
+
+
+def _key_path(location: tuple[int | str, ...]) -> str:
+    path = ""
+    for part in location:
+        if isinstance(part, int):
+            path += f"[{part}]"
+        else:
+            path += f".{part}" if path else str(part)
+    return path or "(top level)"
+
+
+def _one_line(error: ValidationError, source: str) -> str:
+    first = error.errors()[0]
+    key = _key_path(tuple(p for p in first["loc"] if p not in ("function-after",)))
+    message = first["msg"]
+    if first["type"] == "extra_forbidden":
+        message = "unknown key"
+    elif message.startswith("Value error, "):
+        message = message.removeprefix("Value error, ")
+    more = len(error.errors()) - 1
+    suffix = f" (and {more} more problem{'s' if more > 1 else ''})" if more else ""
+    return f"{source}: {key}: {message}{suffix}"
+
+
+def parse_config(data: Any, source: str = "config") -> PodseidonConfig:
+    """Validate already-parsed YAML; raise ConfigError with a one-line message naming the key."""
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{source}: (top level): expected a mapping, got {type(data).__name__}")
+    try:
+        return PodseidonConfig.model_validate(data)
+    except ValidationError as error:
+        raise ConfigError(_one_line(error, source)) from None
+
+
+def load_config(path: str | os.PathLike[str] | None = None) -> PodseidonConfig:
+    """Load the config file named by ``path`` or ``$PODSEIDON_CONFIG``; defaults when neither."""
+    if path is None:
+        path = os.environ.get(CONFIG_ENV_VAR) or None
+    if path is None:
+        return PodseidonConfig()
+    source = str(path)
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as error:
+        raise ConfigError(f"{source}: cannot read: {error.strerror or error}") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(error, "problem", None) or "invalid YAML"
+        raise ConfigError(f"{source}: YAML syntax error{where}: {problem}") from None
+    return parse_config(data, source)

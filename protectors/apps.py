@@ -1,0 +1,6 @@
+from django.apps import AppConfig
+
+
+class ProtectorsConfig(AppConfig):
+    name = "protectors"
+    verbose_name = "PodProtectors"

@@ -1,0 +1,1 @@
+"""The admission webhook: AdmissionReview handling for pod DELETE and eviction."""

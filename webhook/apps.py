@@ -1,0 +1,6 @@
+from django.apps import AppConfig
+
+
+class WebhookConfig(AppConfig):
+    name = "webhook"
+    verbose_name = "Admission webhook"

@@ -1,0 +1,1 @@
+"""Celery-run controllers: generator, per-cell aggregators and the monitor."""
