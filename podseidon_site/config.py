@@ -48,8 +48,12 @@ class _Section(BaseModel):
 
 
 class Impersonation(_Section):
-    user: StrictStr
-    groups: list[StrictStr] = Field(default_factory=list)
+    user: StrictStr = Field(description="User name sent as Impersonate-User.")
+    # kube-apiserver wants one Impersonate-Group header per group and the client's default
+    # headers cannot repeat a name, so more than one group would silently lose all but one.
+    groups: list[StrictStr] = Field(
+        default_factory=list, max_length=1, description="At most one Impersonate-Group."
+    )
 
 
 class ClusterAccess(_Section):
@@ -124,8 +128,12 @@ class UpdateTriggerConfig(_Section):
     interval_seconds: Annotated[Number, Field(gt=0)] = Field(
         default=1, description="How often the dummy pod's annotation is bumped."
     )
-    dummy_pod_name: StrictStr = "podseidon-update-trigger"
-    dummy_pod_namespace: StrictStr = "default"
+    dummy_pod_name: StrictStr = Field(
+        default="podseidon-update-trigger", description="Name of the dummy pod."
+    )
+    dummy_pod_namespace: StrictStr = Field(
+        default="default", description="Namespace of the dummy pod."
+    )
 
 
 class AggregatorConfig(_Section):
@@ -135,7 +143,10 @@ class AggregatorConfig(_Section):
     sync_time_algorithm: Literal["clock", "status"] = Field(
         default="clock", description="How a cell's sync time is derived from its pod events."
     )
-    update_trigger: UpdateTriggerConfig = Field(default_factory=UpdateTriggerConfig)
+    update_trigger: UpdateTriggerConfig = Field(
+        default_factory=UpdateTriggerConfig,
+        description="A dummy pod whose annotation is bumped so quiet cells still see events.",
+    )
     rate_jitter: tuple[Number, Number] = Field(
         default=(0.5, 1.0), description="Aggregation delay is multiplied by U[low, high]."
     )
@@ -181,9 +192,17 @@ class WebhookConfig(_Section):
         default="never", description="Record pod names in admission buckets."
     )
     handle_eviction: StrictBool = Field(default=True, description="Judge pods/eviction too.")
-    force_delete_annotation: StrictStr = "podseidon.kubewharf.io/force-delete"
-    health_criterion_annotation: StrictStr = "podseidon.kubewharf.io/health-criterion"
-    tls: TLSConfig = Field(default_factory=TLSConfig)
+    force_delete_annotation: StrictStr = Field(
+        default="podseidon.kubewharf.io/force-delete",
+        description="Pod annotation that turns a deletion into a dry run (always allowed).",
+    )
+    health_criterion_annotation: StrictStr = Field(
+        default="podseidon.kubewharf.io/health-criterion",
+        description="Pod or Eviction annotation choosing Available/Ready/Running/Scheduled.",
+    )
+    tls: TLSConfig = Field(
+        default_factory=TLSConfig, description="Certificate and key the webhook serves."
+    )
     failure_policy: Literal["Fail", "Ignore"] = Field(
         default="Fail", description="What kube-apiserver does when the webhook cannot answer."
     )
@@ -214,9 +233,15 @@ class WebhookConfig(_Section):
 
 
 class LeaderElectionConfig(_Section):
-    lease_duration_seconds: Annotated[Number, Field(gt=0)] = 15
-    renew_deadline_seconds: Annotated[Number, Field(gt=0)] = 10
-    retry_period_seconds: Annotated[Number, Field(gt=0)] = 2
+    lease_duration_seconds: Annotated[Number, Field(gt=0)] = Field(
+        default=15, description="A leader that stops renewing loses the lease after this."
+    )
+    renew_deadline_seconds: Annotated[Number, Field(gt=0)] = Field(
+        default=10, description="A leader that cannot renew within this stops acting."
+    )
+    retry_period_seconds: Annotated[Number, Field(gt=0)] = Field(
+        default=2, description="How often leaders renew and standbys try to acquire."
+    )
 
     @model_validator(mode="after")
     def _deadline_inside_lease(self) -> LeaderElectionConfig:
@@ -255,12 +280,29 @@ class PodseidonConfig(_Section):
     cells: list[CellConfig] = Field(
         default_factory=_default_cells, description="Worker clusters whose pods are guarded."
     )
-    generator: GeneratorConfig = Field(default_factory=GeneratorConfig)
-    aggregator: AggregatorConfig = Field(default_factory=AggregatorConfig)
-    webhook: WebhookConfig = Field(default_factory=WebhookConfig)
-    admission_history: AdmissionHistoryDefaults = Field(default_factory=AdmissionHistoryDefaults)
-    leader_election: LeaderElectionConfig = Field(default_factory=LeaderElectionConfig)
-    metrics: MetricsConfig = Field(default_factory=MetricsConfig)
+    generator: GeneratorConfig = Field(
+        default_factory=GeneratorConfig,
+        description="Turns workloads into PodProtectors in the core cluster.",
+    )
+    aggregator: AggregatorConfig = Field(
+        default_factory=AggregatorConfig,
+        description="One per cell: counts the cell's pods into each PodProtector's status.",
+    )
+    webhook: WebhookConfig = Field(
+        default_factory=WebhookConfig,
+        description="The admission webhook that judges pod deletions and evictions.",
+    )
+    admission_history: AdmissionHistoryDefaults = Field(
+        default_factory=AdmissionHistoryDefaults,
+        description="Defaults for a PodProtector's spec.admissionHistoryConfig.",
+    )
+    leader_election: LeaderElectionConfig = Field(
+        default_factory=LeaderElectionConfig,
+        description="Redis leases electing one active instance per controller.",
+    )
+    metrics: MetricsConfig = Field(
+        default_factory=MetricsConfig, description="Prometheus metrics of every process."
+    )
 
     @field_validator("cells")
     @classmethod

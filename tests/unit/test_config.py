@@ -169,3 +169,15 @@ def test_broken_config_at_startup_is_one_line(tmp_path: Path) -> None:
         "segment (letters, digits, '.', '_', '-'; must start and end with a letter or digit; "
         "at most 63 characters)"
     ]
+
+
+def test_configuration_doc_is_generated_from_the_schema() -> None:
+    from podseidon_site.configdoc import render
+
+    committed = (REPO / "docs" / "configuration.md").read_text()
+    assert committed == render(), "run: python -m podseidon_site.configdoc > docs/configuration.md"
+
+
+def test_at_most_one_impersonated_group() -> None:
+    with pytest.raises(ConfigError, match=r"core.impersonate.groups: List should have at most 1"):
+        parse_config({"core": {"impersonate": {"user": "u", "groups": ["a", "b"]}}})

@@ -1,0 +1,319 @@
+"""A thin, resource-generic Kubernetes client returning plain dicts.
+
+The official ``kubernetes`` client does the transport (kubeconfig, in-cluster config, TLS,
+bearer tokens, impersonation); we call its ``ApiClient.call_api`` with our own paths so one code
+path serves pods, workloads and PodProtectors alike, and so objects stay the JSON dicts that the
+domain model parses (deserialising into generated model classes and back would cost time on the
+webhook's hot path and drop fields the model does not know).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import quote
+
+import orjson
+from kubernetes import client as k8s_client
+from kubernetes import config as k8s_config
+from kubernetes.client.exceptions import ApiException
+from urllib3.exceptions import HTTPError as Urllib3HTTPError
+
+from podseidon_site.config import ClusterAccess
+
+
+@dataclass(frozen=True)
+class Resource:
+    """Where a kind of object lives in the API."""
+
+    group: str
+    version: str
+    plural: str
+    namespaced: bool = True
+
+    @property
+    def api_version(self) -> str:
+        return f"{self.group}/{self.version}" if self.group else self.version
+
+    def path(self, namespace: str | None = None, name: str | None = None, sub: str = "") -> str:
+        base = f"/apis/{self.group}/{self.version}" if self.group else f"/api/{self.version}"
+        if self.namespaced and namespace:
+            base += f"/namespaces/{quote(namespace, safe='')}"
+        base += f"/{self.plural}"
+        if name is not None:
+            base += f"/{quote(name, safe='')}"
+        if sub:
+            base += f"/{sub}"
+        return base
+
+
+PODS = Resource("", "v1", "pods")
+NAMESPACES = Resource("", "v1", "namespaces", namespaced=False)
+DEPLOYMENTS = Resource("apps", "v1", "deployments")
+STATEFULSETS = Resource("apps", "v1", "statefulsets")
+PODPROTECTORS = Resource("podseidon.kubewharf.io", "v1alpha1", "podprotectors")
+VALIDATING_WEBHOOKS = Resource(
+    "admissionregistration.k8s.io", "v1", "validatingwebhookconfigurations", namespaced=False
+)
+
+
+class KubeError(Exception):
+    """A request that did not succeed: an API Status, or no answer at all (``status`` 0)."""
+
+    def __init__(self, status: int, reason: str, message: str, body: Any = None) -> None:
+        super().__init__(f"{status} {reason}: {message}" if status else message)
+        self.status = status
+        self.reason = reason
+        self.message = message
+        self.body = body
+
+    @property
+    def is_conflict(self) -> bool:
+        return self.status == 409
+
+    @property
+    def is_not_found(self) -> bool:
+        return self.status == 404
+
+    @property
+    def is_gone(self) -> bool:
+        return self.status == 410
+
+    @classmethod
+    def from_api_exception(cls, error: ApiException) -> KubeError:
+        body: Any = None
+        message = error.reason or ""
+        reason = error.reason or ""
+        if error.body:
+            try:
+                body = orjson.loads(error.body)
+            except orjson.JSONDecodeError:
+                body = None
+        if isinstance(body, dict):
+            message = body.get("message", message)
+            reason = body.get("reason", reason)
+        return cls(error.status or 0, reason, message, body)
+
+
+def api_client_for(access: ClusterAccess) -> k8s_client.ApiClient:
+    """Build an ApiClient from one cluster entry of the config (kubeconfig or in-cluster)."""
+    configuration = k8s_client.Configuration()
+    if access.in_cluster:
+        k8s_config.load_incluster_config(client_configuration=configuration)
+    else:
+        k8s_config.load_kube_config(
+            config_file=access.kubeconfig,
+            context=access.context,
+            client_configuration=configuration,
+            persist_config=False,
+        )
+    api_client = k8s_client.ApiClient(configuration)
+    if access.impersonate is not None:
+        api_client.set_default_header("Impersonate-User", access.impersonate.user)
+        # Default headers cannot repeat, so the config allows at most one impersonated group.
+        for group in access.impersonate.groups:
+            api_client.set_default_header("Impersonate-Group", group)
+    return api_client
+
+
+class KubeClient:
+    """Dict-in, dict-out access to one cluster. Safe to share between threads."""
+
+    def __init__(self, api_client: k8s_client.ApiClient, *, request_timeout: float = 30) -> None:
+        self.api_client = api_client
+        self.request_timeout = request_timeout
+        self._lock = threading.Lock()
+
+    @classmethod
+    def from_access(cls, access: ClusterAccess) -> KubeClient:
+        return cls(api_client_for(access))
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        query: Mapping[str, Any] | None = None,
+        body: Any = None,
+        content_type: str = "application/json",
+        timeout: float | None = None,
+    ) -> Any:
+        headers = {"Accept": "application/json", "Content-Type": content_type}
+        query_params = [(k, _query_value(v)) for k, v in (query or {}).items() if v is not None]
+        try:
+            response = self.api_client.call_api(
+                path,
+                method,
+                query_params=query_params,
+                header_params=headers,
+                body=body,
+                auth_settings=["BearerToken"],
+                _preload_content=False,
+                _request_timeout=timeout or self.request_timeout,
+                _return_http_data_only=True,
+            )
+        except ApiException as error:
+            raise KubeError.from_api_exception(error) from None
+        except (Urllib3HTTPError, OSError) as error:
+            raise KubeError(0, "Unreachable", f"{method} {path}: {error}") from None
+        data = response.data
+        return orjson.loads(data) if data else None
+
+    def get(self, resource: Resource, namespace: str | None, name: str) -> dict:
+        return self.request("GET", resource.path(namespace, name))
+
+    def list(
+        self,
+        resource: Resource,
+        namespace: str | None = None,
+        *,
+        label_selector: str | None = None,
+        field_selector: str | None = None,
+        limit: int | None = None,
+        continue_token: str | None = None,
+        resource_version: str | None = None,
+    ) -> dict:
+        return self.request(
+            "GET",
+            resource.path(namespace),
+            query={
+                "labelSelector": label_selector or None,
+                "fieldSelector": field_selector or None,
+                "limit": limit,
+                "continue": continue_token,
+                "resourceVersion": resource_version,
+            },
+        )
+
+    def list_all(self, resource: Resource, namespace: str | None = None, **kwargs: Any) -> dict:
+        """List in pages so huge collections do not arrive as one response."""
+        items: list[dict] = []
+        token: str | None = None
+        while True:
+            page = self.list(resource, namespace, limit=500, continue_token=token, **kwargs)
+            items.extend(page.get("items") or [])
+            token = (page.get("metadata") or {}).get("continue") or None
+            if not token:
+                page["items"] = items
+                return page
+
+    def create(self, resource: Resource, namespace: str | None, obj: dict) -> dict:
+        return self.request("POST", resource.path(namespace), body=obj)
+
+    def replace(self, resource: Resource, namespace: str | None, name: str, obj: dict) -> dict:
+        return self.request("PUT", resource.path(namespace, name), body=obj)
+
+    def replace_status(
+        self, resource: Resource, namespace: str | None, name: str, obj: dict
+    ) -> dict:
+        return self.request("PUT", resource.path(namespace, name, "status"), body=obj)
+
+    def patch(
+        self,
+        resource: Resource,
+        namespace: str | None,
+        name: str,
+        patch: Any,
+        *,
+        patch_type: str = "merge",
+        sub: str = "",
+    ) -> dict:
+        content_type = {
+            "merge": "application/merge-patch+json",
+            "json": "application/json-patch+json",
+            "strategic": "application/strategic-merge-patch+json",
+        }[patch_type]
+        return self.request(
+            "PATCH", resource.path(namespace, name, sub), body=patch, content_type=content_type
+        )
+
+    def delete(
+        self,
+        resource: Resource,
+        namespace: str | None,
+        name: str,
+        *,
+        body: dict | None = None,
+    ) -> Any:
+        return self.request("DELETE", resource.path(namespace, name), body=body)
+
+    def watch(
+        self,
+        resource: Resource,
+        namespace: str | None = None,
+        *,
+        resource_version: str | None = None,
+        label_selector: str | None = None,
+        timeout_seconds: int = 300,
+        bookmarks: bool = True,
+    ) -> WatchStream:
+        """Open a watch; iterate the result for events, ``close()`` it to stop from any thread."""
+        query = {
+            "watch": "true",
+            "resourceVersion": resource_version,
+            "labelSelector": label_selector or None,
+            "allowWatchBookmarks": "true" if bookmarks else None,
+            "timeoutSeconds": timeout_seconds,
+        }
+        query_params = [(k, _query_value(v)) for k, v in query.items() if v is not None]
+        try:
+            response = self.api_client.call_api(
+                resource.path(namespace),
+                "GET",
+                query_params=query_params,
+                header_params={"Accept": "application/json"},
+                auth_settings=["BearerToken"],
+                _preload_content=False,
+                # The read timeout bounds a silent connection (no event, no bookmark).
+                _request_timeout=(10, timeout_seconds + 30),
+                _return_http_data_only=True,
+            )
+        except ApiException as error:
+            raise KubeError.from_api_exception(error) from None
+        except (Urllib3HTTPError, OSError) as error:
+            raise KubeError(0, "Unreachable", f"watch {resource.plural}: {error}") from None
+        return WatchStream(response, resource.plural)
+
+
+class WatchStream:
+    """Newline-delimited watch events from one open response."""
+
+    def __init__(self, response: Any, what: str) -> None:
+        self._response = response
+        self._what = what
+        self._closed = False
+
+    def __iter__(self) -> Iterator[dict]:
+        buffer = b""
+        try:
+            for chunk in self._response.stream(amt=65536, decode_content=True):
+                buffer += chunk
+                while (newline := buffer.find(b"\n")) >= 0:
+                    line, buffer = buffer[:newline], buffer[newline + 1 :]
+                    if line.strip():
+                        yield orjson.loads(line)
+            if buffer.strip():
+                yield orjson.loads(buffer)
+        except (Urllib3HTTPError, OSError, ValueError) as error:
+            if not self._closed:
+                raise KubeError(0, "Unreachable", f"watch {self._what}: {error}") from None
+        finally:
+            self.close()
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            self._response.close()
+            self._response.release_conn()
+        except Exception:  # closing a half-dead socket may raise anything; it is gone either way
+            pass
+
+
+def _query_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
