@@ -110,11 +110,9 @@ class AdmissionHistoryDefaults(_Section):
 
 class GeneratorConfig(_Section):
     protection_selectors: dict[StrictStr, StrictStr] = Field(
-        default_factory=lambda: {
-            "deployments.apps": "podseidon.kubewharf.io/protect=true",
-            "statefulsets.apps": "podseidon.kubewharf.io/protect=true",
-        },
-        description="Label selector per workload kind (resource.group) that marks it protected.",
+        default_factory=lambda: {"deployments.apps": "podseidon.kubewharf.io/protect=true"},
+        description="Label selector per workload kind (resource.group) that marks it protected; "
+        "add `statefulsets.apps` to protect StatefulSets too.",
     )
     protect_non_zero: StrictBool = Field(
         default=False, description="Keep protecting a terminating workload while replicas > 0."

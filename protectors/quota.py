@@ -1,0 +1,172 @@
+"""The disruption quota: which of a batch of concurrent pod deletions one PodProtector admits
+(DESIGN §4 "Disruption quota").
+
+The webhook gathers the deletion requests that reach it for the same protector at about the
+same time, runs them through `admit_batch` against the protector it last read, and writes the
+returned status with that protector's resourceVersion. On a 409 Conflict it re-reads and runs
+the whole batch again, which is why this is a pure function of its inputs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from datetime import datetime
+from enum import StrEnum
+
+from protectors.health import Contributions, HealthCriterion
+from protectors.history_config import EffectiveHistoryConfig
+from protectors.model import Bucket, CellStatus, PodProtector, Status, Summary
+from protectors.summarize import summarize
+from protectors.timefmt import utc
+
+__all__ = ["AdmissionResult", "DeletionRequest", "QuotaOutcome", "admit_batch"]
+
+
+class AdmissionResult(StrEnum):
+    # Admitted, and a bucket now records it.
+    OK = "Ok"
+    # This pod's deletion was admitted before (its bucket is still there); admitted again.
+    ALREADY_ADMITTED = "AlreadyAdmitted"
+    # The pod does not count at its criterion, so deleting it costs no availability.
+    ALREADY_UNHEALTHY = "AlreadyUnhealthy"
+    # Quota is reserved by admitted-but-unconfirmed deletions: try again shortly.
+    RETRY = "Retry"
+    # Deleting would take the protector to or below minAvailable.
+    DENIED = "Denied"
+
+    @property
+    def allows_deletion(self) -> bool:
+        return self in _ALLOWING
+
+
+_ALLOWING = frozenset(
+    {AdmissionResult.OK, AdmissionResult.ALREADY_ADMITTED, AdmissionResult.ALREADY_UNHEALTHY}
+)
+
+
+@dataclass(frozen=True)
+class DeletionRequest:
+    """One pod deletion to judge. `contributions` describe the pod as the webhook sees it."""
+
+    cell_id: str
+    pod_uid: str
+    contributions: Contributions
+    criterion: HealthCriterion = HealthCriterion.AVAILABLE
+    pod_name: str | None = None
+
+
+@dataclass(frozen=True)
+class QuotaOutcome:
+    # One result per request, in the order the requests were given.
+    results: tuple[AdmissionResult, ...]
+    # The summarized status to write back.
+    status: Status
+    # Whether the admission history changed; when False there is nothing worth writing.
+    changed: bool
+
+
+def _count_at(summary: Summary, criterion: HealthCriterion) -> int:
+    return {
+        HealthCriterion.AVAILABLE: summary.aggregated_available_replicas,
+        HealthCriterion.READY: summary.aggregated_ready,
+        HealthCriterion.RUNNING: summary.aggregated_running,
+        HealthCriterion.SCHEDULED: summary.aggregated_scheduled,
+    }[criterion]
+
+
+def admit_batch(
+    protector: PodProtector,
+    config: EffectiveHistoryConfig,
+    requests: Sequence[DeletionRequest],
+    now: datetime,
+    *,
+    record_pod_names: bool = False,
+) -> QuotaOutcome:
+    """Judge `requests` (ordered oldest to newest) against `protector`'s quota.
+
+    The newest request is judged first: an older one is more likely to have timed out at the
+    apiserver already, so spending the quota on it would waste it.
+    """
+    now = utc(now)
+    current = summarize(protector.status or Status(), config)
+    summary = current.summary
+
+    # Buckets are admitted deletions the aggregator has not yet seen happen, so the aggregated
+    # counts still include those pods. A count at or below min + lag is only exhausted if all of
+    # them go through, which is not known yet (a request may have timed out): retry, not deny.
+    lag = summary.aggregated_available_replicas - summary.estimated_available_replicas
+    reject_at = protector.spec.min_available
+    retry_at = reject_at + lag
+    remaining = config.max_concurrent_lag - lag if config.max_concurrent_lag > 0 else None
+    counts = {criterion: _count_at(summary, criterion) for criterion in HealthCriterion}
+
+    buckets: dict[str, list[Bucket]] = {c.cell_id: list(c.buckets) for c in current.cells}
+    by_uid: dict[str, dict[str, int]] = {
+        cell_id: {b.pod_uid: i for i, b in enumerate(cell_buckets) if b.pod_uid}
+        for cell_id, cell_buckets in buckets.items()
+    }
+    touched: set[str] = set()
+    decided: dict[int, AdmissionResult] = {}
+
+    for index in reversed(range(len(requests))):
+        request = requests[index]
+        cell_buckets = buckets.setdefault(request.cell_id, [])
+        cell_uids = by_uid.setdefault(request.cell_id, {})
+
+        existing = cell_uids.get(request.pod_uid) if request.pod_uid else None
+        if existing is not None:
+            # Refreshing keeps the aggregator from clearing the bucket before it sees the pod go.
+            bucket = cell_buckets[existing]
+            if bucket.start_time != now:
+                cell_buckets[existing] = replace(bucket, start_time=now)
+                touched.add(request.cell_id)
+            decided[index] = AdmissionResult.ALREADY_ADMITTED
+            continue
+
+        if remaining is not None and remaining <= 0:
+            decided[index] = AdmissionResult.RETRY
+            continue
+        if request.contributions.at(request.criterion):
+            count = counts[request.criterion]
+            if count <= reject_at:
+                decided[index] = AdmissionResult.DENIED
+                continue
+            if count <= retry_at:
+                decided[index] = AdmissionResult.RETRY
+                continue
+            result = AdmissionResult.OK
+        else:
+            result = AdmissionResult.ALREADY_UNHEALTHY
+
+        # Even an unhealthy pod gets a bucket: the counts it does contribute to (e.g. scheduled)
+        # drop too, and the aggregator must see it gone before forgetting the deletion.
+        for criterion in HealthCriterion:
+            if request.contributions.at(criterion):
+                counts[criterion] -= 1
+        if remaining is not None:
+            remaining -= 1
+        if request.pod_uid:
+            cell_uids[request.pod_uid] = len(cell_buckets)
+        cell_buckets.append(
+            Bucket(
+                start_time=now,
+                pod_uid=request.pod_uid or None,
+                pod_name=(request.pod_name or None) if record_pod_names else None,
+            )
+        )
+        touched.add(request.cell_id)
+        decided[index] = result
+
+    status = current
+    if touched:
+        for cell_id in buckets:
+            if cell_id in touched:
+                cell = status.cell(cell_id) or CellStatus(cell_id=cell_id)
+                status = status.with_cell(cell.with_buckets(buckets[cell_id]))
+        status = summarize(status, config)
+    return QuotaOutcome(
+        results=tuple(decided[i] for i in range(len(requests))),
+        status=status,
+        changed=bool(touched),
+    )

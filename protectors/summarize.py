@@ -1,0 +1,82 @@
+"""Bucket compaction and the status summary (DESIGN §4 "Summarize" and "Compaction").
+
+Every writer of PodProtector status runs `summarize` just before writing, so the summary always
+describes the cells it is written with.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import replace
+from datetime import timedelta
+
+from protectors.history_config import DEFAULT_HISTORY_CONFIG, EffectiveHistoryConfig
+from protectors.model import Bucket, Status, Summary
+
+__all__ = ["compact_buckets", "latency_millis", "summarize"]
+
+
+def compact_buckets(buckets: Iterable[Bucket], threshold: int) -> tuple[Bucket, ...]:
+    """Sort buckets by startTime and fold the oldest so that at most `threshold` remain.
+
+    When there are more than `threshold`, the oldest `len - threshold + 1` become one bucket
+    (so `threshold` remain in all): it starts at the oldest start, ends at the latest end among
+    them, and counts all their deletions. No pod is named in it any more. A threshold below 1
+    is treated as 1.
+    """
+    ordered = sorted(buckets, key=lambda b: b.start_time)
+    threshold = max(threshold, 1)
+    if len(ordered) <= threshold:
+        return tuple(ordered)
+    fold = len(ordered) - threshold + 1
+    absorbed = ordered[:fold]
+    merged = Bucket(
+        start_time=absorbed[0].start_time,
+        end_time=max(b.end for b in absorbed),
+        counter=sum(b.weight for b in absorbed),
+    )
+    return (merged, *ordered[fold:])
+
+
+def latency_millis(delta: timedelta) -> int:
+    """Whole milliseconds in `delta`, truncated toward zero (as Go's Duration.Milliseconds)."""
+    micros = delta // timedelta(microseconds=1)
+    return micros // 1000 if micros >= 0 else -(-micros // 1000)
+
+
+def summarize(status: Status, config: EffectiveHistoryConfig = DEFAULT_HISTORY_CONFIG) -> Status:
+    """`status` with every cell's buckets sorted and compacted and a freshly computed summary.
+
+    Cells whose buckets need no change are kept as they are (same object).
+    """
+    cells = []
+    total = available = ready = scheduled = running = pending = 0
+    max_latency: int | None = None
+    for cell in status.cells:
+        buckets = compact_buckets(cell.buckets, config.compact_threshold)
+        if buckets != cell.buckets:
+            cell = cell.with_buckets(buckets)
+        cells.append(cell)
+
+        aggregation = cell.aggregation
+        total += aggregation.total_replicas
+        available += aggregation.available_replicas
+        ready += aggregation.ready_replicas
+        scheduled += aggregation.scheduled_replicas
+        running += aggregation.running_replicas
+        pending += sum(b.weight for b in buckets)
+        # How far the newest admitted deletion is ahead of what the cell's stream has seen.
+        if buckets and aggregation.last_event_time is not None:
+            lag = latency_millis(buckets[-1].start_time - aggregation.last_event_time)
+            max_latency = lag if max_latency is None else max(max_latency, lag)
+
+    summary = Summary(
+        total_replicas=total,
+        aggregated_available_replicas=available,
+        estimated_available_replicas=available - pending,
+        max_latency_millis=max_latency,
+        aggregated_ready=ready,
+        aggregated_scheduled=scheduled,
+        aggregated_running=running,
+    )
+    return replace(status, cells=tuple(cells), summary=summary)
