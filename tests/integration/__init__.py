@@ -1,0 +1,1 @@
+"""Integration tests: real processes (sandbox clusters, kubectl) on loopback."""
