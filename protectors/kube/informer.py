@@ -173,8 +173,14 @@ class Informer:
     # -- lifecycle ---------------------------------------------------------------------------
 
     def start(self) -> threading.Thread:
-        if self._thread is not None:
-            raise RuntimeError(f"informer {self.name} already started")
+        """Start (or restart after ``stop``) the list+watch thread.
+
+        A restart keeps the cache and resumes from the last resourceVersion, so a standby that
+        regains leadership catches up with a watch, or with a relist if it has been gone too long.
+        """
+        if self._thread is not None and self._thread.is_alive():
+            raise RuntimeError(f"informer {self.name} already running")
+        self._stopping.clear()
         self._thread = threading.Thread(target=self.run, name=f"informer-{self.name}", daemon=True)
         self._thread.start()
         return self._thread
