@@ -52,7 +52,15 @@ MIDDLEWARE = [
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
 
-ROOT_URLCONF = "podseidon_site.urls"
+# One image, two roles: "web" serves the console and API; "webhook" serves only AdmissionReviews,
+# probes and metrics (it never needs the database or Redis to answer).
+PODSEIDON_ROLE = env.str("PODSEIDON_ROLE", default="web")
+if PODSEIDON_ROLE not in ("web", "webhook"):
+    sys.stderr.write(f"podseidon: PODSEIDON_ROLE must be web or webhook, not {PODSEIDON_ROLE!r}\n")
+    raise SystemExit(2)
+ROOT_URLCONF = (
+    "podseidon_site.urls_webhook" if PODSEIDON_ROLE == "webhook" else "podseidon_site.urls"
+)
 WSGI_APPLICATION = "podseidon_site.wsgi.application"
 
 TEMPLATES = [

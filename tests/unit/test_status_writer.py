@@ -1,0 +1,134 @@
+"""StatusWriter: one quota evaluation and at most one status write per batch."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+
+from protectors.health import Contributions
+from protectors.history_config import EffectiveHistoryConfig
+from protectors.kube.client import KubeError
+from protectors.model import PodProtector
+from protectors.quota import AdmissionResult, DeletionRequest
+from webhook.batching import NeedRetry
+from webhook.status_writer import StatusWriter
+
+NOW = datetime(2026, 11, 21, 12, tzinfo=UTC)
+HEALTHY = Contributions(scheduled=True, running=True, ready=True, available=True)
+
+
+def _ppr(rv: str, available: int = 5) -> PodProtector:
+    return PodProtector.from_dict(
+        {
+            "apiVersion": "podseidon.kubewharf.io/v1alpha1",
+            "kind": "PodProtector",
+            "metadata": {"name": "p", "namespace": "demo", "resourceVersion": rv},
+            "spec": {"minAvailable": 2, "selector": {"matchLabels": {"app": "web"}}},
+            "status": {
+                "cells": [
+                    {
+                        "cellID": "cell-a",
+                        "aggregation": {"totalReplicas": available, "availableReplicas": available},
+                        "admissionHistory": {"buckets": []},
+                    }
+                ],
+                "summary": {
+                    "totalReplicas": available,
+                    "aggregatedAvailableReplicas": available,
+                    "estimatedAvailableReplicas": available,
+                },
+            },
+        }
+    )
+
+
+class FakeCore:
+    def __init__(self) -> None:
+        self.writes: list[dict[str, Any]] = []
+        self.fail: KubeError | None = None
+        self.rv = 100
+
+    def replace_status(self, resource, namespace, name, body):
+        if self.fail:
+            raise self.fail
+        self.writes.append(body)
+        self.rv += 1
+        return dict(body, metadata=dict(body["metadata"], resourceVersion=str(self.rv)))
+
+
+class Cache:
+    def __init__(self, protector: PodProtector | None) -> None:
+        self.protector = protector
+
+    def get(self, namespace, name):
+        return self.protector
+
+
+def _request(uid: str) -> DeletionRequest:
+    return DeletionRequest(cell_id="cell-a", pod_uid=uid, contributions=HEALTHY)
+
+
+def _writer(core: FakeCore, cache: Cache) -> StatusWriter:
+    return StatusWriter(core, cache, EffectiveHistoryConfig(), lambda: NOW)
+
+
+def test_one_write_for_a_whole_batch() -> None:
+    core = FakeCore()
+    results = _writer(core, Cache(_ppr("1")))("demo/p", [_request(f"u{i}") for i in range(5)])
+    # 5 available, min 2: the three newest are admitted, the two oldest denied.
+    assert results == [AdmissionResult.DENIED] * 2 + [AdmissionResult.OK] * 3
+    assert len(core.writes) == 1
+    buckets = core.writes[0]["status"]["cells"][0]["admissionHistory"]["buckets"]
+    assert [b["podUID"] for b in buckets] == ["u4", "u3", "u2"]
+    assert core.writes[0]["metadata"]["resourceVersion"] == "1"
+
+
+def test_conflict_asks_for_a_retry() -> None:
+    core = FakeCore()
+    core.fail = KubeError(409, "Conflict", "the object has been modified")
+    with pytest.raises(NeedRetry):
+        _writer(core, Cache(_ppr("1")))("demo/p", [_request("u1")])
+
+
+def test_other_errors_fail_the_batch() -> None:
+    core = FakeCore()
+    core.fail = KubeError(500, "InternalError", "boom")
+    with pytest.raises(KubeError):
+        _writer(core, Cache(_ppr("1")))("demo/p", [_request("u1")])
+
+
+@pytest.mark.parametrize("protector", [None], ids=["gone-from-cache"])
+def test_protector_gone_lets_the_deletion_through(protector) -> None:
+    core = FakeCore()
+    assert _writer(core, Cache(protector))("demo/p", [_request("u1")]) == [AdmissionResult.OK]
+    assert core.writes == []
+
+
+def test_deleted_while_writing_lets_the_deletion_through() -> None:
+    core = FakeCore()
+    core.fail = KubeError(404, "NotFound", "gone")
+    assert _writer(core, Cache(_ppr("1")))("demo/p", [_request("u1")]) == [AdmissionResult.OK]
+
+
+def test_nothing_changed_means_no_write() -> None:
+    core = FakeCore()
+    unhealthy_none = DeletionRequest(cell_id="cell-a", pod_uid="u1", contributions=HEALTHY)
+    writer = _writer(core, Cache(_ppr("1", available=2)))
+    assert writer("demo/p", [unhealthy_none]) == [AdmissionResult.DENIED]
+    assert core.writes == []
+
+
+def test_starts_from_its_own_write_until_the_cache_catches_up() -> None:
+    core = FakeCore()
+    cache = Cache(_ppr("1"))
+    writer = _writer(core, cache)
+    writer("demo/p", [_request("u1")])
+    writer("demo/p", [_request("u2")])  # cache still at rv 1: must build on rv 101
+    assert core.writes[1]["metadata"]["resourceVersion"] == "101"
+    buckets = core.writes[1]["status"]["cells"][0]["admissionHistory"]["buckets"]
+    assert [b["podUID"] for b in buckets] == ["u1", "u2"]
+    cache.protector = _ppr("555")  # somebody else wrote after us: the cache wins
+    writer("demo/p", [_request("u3")])
+    assert core.writes[2]["metadata"]["resourceVersion"] == "555"

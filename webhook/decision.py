@@ -1,0 +1,207 @@
+"""The webhook's decision for one AdmissionReview (DESIGN §4 "Webhook decision").
+
+Framework-free: the Django view parses the body, calls ``Decider.decide`` and writes the verdict.
+Everything that talks to the outside (the PodProtector cache, the cell's apiserver for evictions,
+the batched status writes, metrics) comes in through constructor arguments, so tests drive the
+same code with fakes and the integration tests with real clusters.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Protocol
+
+from podseidon_site.config import PodseidonConfig
+from protectors.health import HealthCriterion, PodHealth
+from protectors.history_config import (
+    DEFAULT_HISTORY_CONFIG,
+    EffectiveHistoryConfig,
+    effective_config,
+)
+from protectors.kube.client import KubeError
+from protectors.model import PodProtector
+from protectors.quota import AdmissionResult, DeletionRequest, admit_batch
+from webhook.batching import BatchTimeout
+from webhook.review import MalformedReview, ReviewRequest, Verdict
+
+# Keys as the webhook writes them; kube-apiserver files them under "<webhook name>/<key>", which
+# gives the podseidon.kubewharf.io/dry-run and .../reject-by-podprotector names of the audit log.
+AUDIT_KEY_DRY_RUN = "dry-run"
+AUDIT_KEY_REJECT_BY = "reject-by-podprotector"
+
+
+class WebhookUnavailable(Exception):
+    """The webhook cannot judge anything yet (cold start, cache not synced): an HTTP 500, so
+    kube-apiserver applies the configured failurePolicy."""
+
+
+class ProtectorLookup(Protocol):
+    def matching(self, namespace: str, labels: Mapping[str, str]) -> list[PodProtector]: ...
+
+
+class BatchSubmitter(Protocol):
+    def submit(self, key: str, item: DeletionRequest, deadline: float) -> AdmissionResult: ...
+
+
+class DecisionObserver(Protocol):
+    def pod_in_protector(
+        self, cell_id: str, protector: PodProtector, result: str, rejected: bool
+    ) -> None: ...
+
+
+PodFetcher = Callable[[str, str, str], dict]
+
+
+@dataclass
+class Decider:
+    config: PodseidonConfig
+    protectors: ProtectorLookup
+    synced: Callable[[], bool]
+    batcher: BatchSubmitter
+    fetch_pod: PodFetcher
+    observer: DecisionObserver
+    started_at: float
+    history_defaults: EffectiveHistoryConfig = DEFAULT_HISTORY_CONFIG
+    now: Callable[[], datetime] = lambda: datetime.now(UTC)
+    monotonic: Callable[[], float] = time.monotonic
+
+    def decide(self, cell_id: str, review: ReviewRequest, deadline: float) -> Verdict:
+        webhook = self.config.webhook
+        if review.is_pod_eviction and not webhook.handle_eviction:
+            return Verdict.allow()
+        if not (review.is_pod_delete or review.is_pod_eviction):
+            return Verdict.reject(500, "Unexpected review subject")
+
+        criterion_source: Mapping[str, str] = {}
+        if review.is_pod_delete:
+            if review.old_object is None:
+                raise MalformedReview("request.oldObject is missing from a pod DELETE review")
+            pod = review.old_object
+        else:
+            if not review.name or not review.namespace:
+                raise MalformedReview("an eviction review needs request.name and namespace")
+            eviction = review.object or {}
+            criterion_source = (eviction.get("metadata") or {}).get("annotations") or {}
+            try:
+                pod = self.fetch_pod(cell_id, review.namespace, review.name)
+            except KubeError as error:
+                if error.is_not_found:
+                    return Verdict.reject(404, error.message)
+                raise WebhookUnavailable(f"cannot read the evicted pod: {error}") from None
+
+        metadata = pod.get("metadata") or {}
+        annotations = metadata.get("annotations") or {}
+        try:
+            health = PodHealth.from_pod(pod)
+        except ValueError as error:
+            raise MalformedReview(f"pod in review: {error}") from None
+        # Already going, or contributing to nothing that a deletion could take away.
+        if health.terminating or not health.ready:
+            return Verdict.allow()
+
+        dry_run = webhook.dry_run or webhook.force_delete_annotation in annotations
+        if self.monotonic() - self.started_at < webhook.cold_start_delay_seconds:
+            raise WebhookUnavailable("cold start: not judging deletions yet")
+        if not self.synced():
+            raise WebhookUnavailable("PodProtector cache has not synced yet")
+
+        key = webhook.health_criterion_annotation
+        criterion = HealthCriterion.parse(criterion_source.get(key) or annotations.get(key))
+        namespace = metadata.get("namespace") or review.namespace
+        pod_name = metadata.get("name") or review.name
+        record_name = self._requires_pod_name(cell_id)
+        now = self.now()
+
+        rejection: Verdict | None = None
+        for protector in self.protectors.matching(namespace, metadata.get("labels") or {}):
+            min_ready = protector.spec.min_ready_seconds
+            if not health.is_available(min_ready, now):
+                # Ready, but not for minReadySeconds yet: it is not counted as available for
+                # this protector, so deleting it costs this protector nothing.
+                self.observer.pod_in_protector(cell_id, protector, "NotYetAvailable", False)
+                continue
+            request = DeletionRequest(
+                cell_id=cell_id,
+                pod_uid=metadata.get("uid") or "",
+                contributions=health.contributions(min_ready, now),
+                criterion=criterion,
+                pod_name=pod_name if record_name else None,
+            )
+            verdict = self._judge(
+                cell_id, protector, request, criterion, deadline, read_only=review.dry_run
+            )
+            if verdict is not None:
+                rejection = verdict
+                break
+
+        audit: dict[str, str] = {}
+        if rejection is not None:
+            audit.update(rejection.audit_annotations)
+        if dry_run:
+            audit[AUDIT_KEY_DRY_RUN] = "1"
+            return Verdict.allow(audit)
+        return rejection or Verdict.allow()
+
+    def _judge(
+        self,
+        cell_id: str,
+        protector: PodProtector,
+        request: DeletionRequest,
+        criterion: HealthCriterion,
+        deadline: float,
+        *,
+        read_only: bool,
+    ) -> Verdict | None:
+        """None when this protector lets the deletion through, else the rejection.
+
+        ``read_only`` is for dry-run requests (``kubectl delete --dry-run=server``): we are
+        registered with sideEffects NoneOnDryRun, so they are judged but never recorded.
+        """
+        name = f"{protector.namespace}/{protector.name}"
+        audit = {AUDIT_KEY_REJECT_BY: name}
+        try:
+            if read_only:
+                config = effective_config(
+                    protector.spec.admission_history_config, self.history_defaults
+                )
+                result = admit_batch(protector, config, [request], self.now()).results[0]
+            else:
+                result = self.batcher.submit(protector.key, request, deadline)
+        except BatchTimeout:
+            self.observer.pod_in_protector(cell_id, protector, "Timeout", True)
+            return Verdict.reject(
+                500, f"PodProtector {name}: timed out waiting for its status update", audit
+            )
+        except Exception as error:
+            self.observer.pod_in_protector(cell_id, protector, "Error", True)
+            return Verdict.reject(500, f"PodProtector {name}: {error}", audit)
+        if result is AdmissionResult.RETRY:
+            self.observer.pod_in_protector(cell_id, protector, result.value, True)
+            return Verdict.reject(
+                409,
+                f"PodProtector {name} has full admission buffer and is temporarily unable to "
+                "admit pod deletion",
+                audit,
+            )
+        if result is AdmissionResult.DENIED:
+            self.observer.pod_in_protector(cell_id, protector, result.value, True)
+            return Verdict.reject(
+                429,
+                f"PodProtector {name} reports too few {criterion.value.lower()} replicas to "
+                "admit pod deletion",
+                audit,
+            )
+        self.observer.pod_in_protector(cell_id, protector, result.value, False)
+        return None
+
+    def _requires_pod_name(self, cell_id: str) -> bool:
+        mode = self.config.webhook.requires_pod_name
+        if mode == "always":
+            return True
+        if mode == "by-cell":
+            cell = self.config.cell(cell_id)
+            return bool(cell and cell.requires_pod_name)
+        return False

@@ -1,0 +1,94 @@
+"""Executes one batch of deletion requests against one PodProtector: quota, then one status write.
+
+The protector comes from the informer cache; right after our own write the cache may still hold
+the version we wrote over, so we remember what we wrote and start from it until the cache
+catches up (otherwise every second batch would pay a 409 and a backoff). Any version the cache
+shows that we did not supersede ourselves is newer than ours, and wins.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Protocol
+
+from protectors.history_config import EffectiveHistoryConfig, effective_config
+from protectors.kube.client import PODPROTECTORS, KubeClient, KubeError
+from protectors.model import PodProtector
+from protectors.quota import AdmissionResult, DeletionRequest, admit_batch
+from webhook.batching import NeedRetry
+
+
+class ProtectorSource(Protocol):
+    def get(self, namespace: str, name: str) -> PodProtector | None: ...
+
+
+@dataclass
+class _Written:
+    protector: PodProtector
+    superseded: set[str] = field(default_factory=set)
+
+
+class StatusWriter:
+    """The RetryBatcher executor: ``writer(key, requests) -> results``."""
+
+    def __init__(
+        self,
+        core: KubeClient,
+        protectors: ProtectorSource,
+        defaults: EffectiveHistoryConfig,
+        now: Callable[[], datetime],
+        *,
+        on_write: Callable[[str, int], None] | None = None,
+    ) -> None:
+        self._core = core
+        self._protectors = protectors
+        self._defaults = defaults
+        self._now = now
+        self._on_write = on_write
+        self._lock = threading.Lock()
+        self._written: dict[str, _Written] = {}
+
+    def __call__(self, key: str, requests: Sequence[DeletionRequest]) -> list[AdmissionResult]:
+        namespace, name = key.split("/", 1)
+        cached = self._protectors.get(namespace, name)
+        if cached is None:
+            # Gone since the lookup: nothing left to protect with it.
+            return [AdmissionResult.OK] * len(requests)
+        base = self._freshest(key, cached)
+        config = effective_config(base.spec.admission_history_config, self._defaults)
+        outcome = admit_batch(base, config, requests, self._now(), record_pod_names=True)
+        if not outcome.changed:
+            return list(outcome.results)
+        body = base.with_status(outcome.status).to_dict()
+        try:
+            written = self._core.replace_status(PODPROTECTORS, namespace, name, body)
+        except KubeError as error:
+            with self._lock:
+                self._written.pop(key, None)
+            if error.is_conflict:
+                raise NeedRetry from None
+            if error.is_not_found:
+                return [AdmissionResult.OK] * len(requests)
+            raise
+        if self._on_write:
+            self._on_write(key, len(requests))
+        with self._lock:
+            entry = self._written.get(key)
+            superseded = entry.superseded if entry else set()
+            superseded.add(base.resource_version)
+            self._written[key] = _Written(PodProtector.from_dict(written), superseded)
+        return list(outcome.results)
+
+    def _freshest(self, key: str, cached: PodProtector) -> PodProtector:
+        with self._lock:
+            entry = self._written.get(key)
+            if entry is None:
+                return cached
+            if cached.resource_version in entry.superseded:
+                return entry.protector
+            # The cache reached our write, or moved past it: it is authoritative again.
+            del self._written[key]
+            return cached

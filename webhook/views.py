@@ -1,0 +1,99 @@
+"""HTTP endpoints of the webhook role: the AdmissionReview endpoint and readiness.
+
+No sessions, no auth middleware, no database: kube-apiserver authenticates us by TLS, and the
+webhook has to keep answering when the console's database or Redis is down.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+
+import orjson
+from django.conf import settings
+from django.http import HttpRequest, HttpResponse
+from django.views.decorators.csrf import csrf_exempt
+from django.views.decorators.http import require_GET, require_POST
+
+from webhook.decision import AUDIT_KEY_DRY_RUN, WebhookUnavailable
+from webhook.review import MalformedReview, Verdict, parse_review, review_response
+from webhook.runtime import get_runtime
+
+logger = logging.getLogger("podseidon.webhook")
+
+# kube-apiserver caps request bodies at 3 MiB; anything larger is not a review it sent.
+MAX_BODY_BYTES = 3 * 1024 * 1024
+# Answer this long before kube-apiserver's own deadline, so it gets our error, not a timeout.
+DEADLINE_MARGIN_SECONDS = 0.5
+_TIMEOUT_QUERY = re.compile(r"^(\d+(?:\.\d+)?)(ms|s|m)?$")
+
+
+def _json(payload: object, status: int = 200) -> HttpResponse:
+    return HttpResponse(orjson.dumps(payload), status=status, content_type="application/json")
+
+
+def _error(cell_id: str, code: int, message: str) -> HttpResponse:
+    get_runtime().observer.http_error(cell_id, code, message)
+    return _json({"error": message, "code": code}, status=code)
+
+
+def _review_timeout(request: HttpRequest) -> float:
+    """kube-apiserver appends ``?timeout=10s`` (its deadline for this call) to the URL."""
+    configured = float(settings.PODSEIDON.webhook.timeout_seconds)
+    raw = request.GET.get("timeout", "")
+    match = _TIMEOUT_QUERY.match(raw)
+    if not match:
+        return configured
+    value, unit = float(match.group(1)), match.group(2) or "s"
+    seconds = value / 1000 if unit == "ms" else value * 60 if unit == "m" else value
+    return min(seconds, 30.0) if seconds > 0 else configured
+
+
+@csrf_exempt
+@require_POST
+def admission_review(request: HttpRequest, cell_id: str) -> HttpResponse:
+    started = time.monotonic()
+    runtime = get_runtime()
+    config = settings.PODSEIDON
+    if config.cell(cell_id) is None:
+        return _error(cell_id, 400, f"unknown cell {cell_id!r}; configured: {config.cell_ids}")
+    length = int(request.headers.get("Content-Length") or 0)
+    if length > MAX_BODY_BYTES:
+        return _error(cell_id, 413, f"request body of {length} bytes exceeds {MAX_BODY_BYTES}")
+    body = request.body
+    if len(body) > MAX_BODY_BYTES:
+        return _error(cell_id, 413, f"request body exceeds {MAX_BODY_BYTES} bytes")
+    try:
+        review = parse_review(body)
+    except MalformedReview as error:
+        return _error(cell_id, 400, str(error))
+
+    timeout = _review_timeout(request)
+    deadline = started + max(timeout - DEADLINE_MARGIN_SECONDS, timeout * 0.8)
+    try:
+        verdict = runtime.decider.decide(cell_id, review, deadline)
+    except MalformedReview as error:
+        return _error(cell_id, 400, str(error))
+    except WebhookUnavailable as error:
+        if not config.webhook.dry_run:
+            return _error(cell_id, 500, str(error))
+        verdict = Verdict.allow({AUDIT_KEY_DRY_RUN: "1"})
+    except Exception as error:
+        logger.exception("failed to judge review %s", review.uid)
+        if not config.webhook.dry_run:
+            return _error(cell_id, 500, f"internal error: {type(error).__name__}")
+        verdict = Verdict.allow({AUDIT_KEY_DRY_RUN: "1"})
+    runtime.observer.request_done(cell_id, review, verdict, time.monotonic() - started)
+    return _json(review_response(review.uid, verdict))
+
+
+@require_GET
+def readyz(request: HttpRequest) -> HttpResponse:
+    runtime = get_runtime()
+    if not runtime.ready:
+        return HttpResponse(
+            "PodProtector cache not synced\n", status=503, content_type="text/plain"
+        )
+    runtime.observer.beat()
+    return HttpResponse("ok\n", content_type="text/plain")
