@@ -15,4 +15,4 @@ $py manage.py ensure_admin --username admin --reset-password
 echo "console: http://127.0.0.1:8000/  (admin: http://127.0.0.1:8000/admin/)"
 echo "Ctrl-C to stop."
 exec .venv/bin/gunicorn -c python:podseidon_site.gunicorn_conf \
-    --bind 127.0.0.1:8000 --workers 1 --access-logfile -
+    --bind 127.0.0.1:8000 --workers 1

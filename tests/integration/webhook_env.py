@@ -1,0 +1,312 @@
+"""Start the real webhook (gunicorn over TLS) against the test clusters and register it.
+
+Used by the webhook integration tests: the sandbox (or real clusters) for core, cell-a and
+cell-b; our webhook served by gunicorn with 3 workers; `manage.py webhookconfig --apply`
+registering it in both cells, exactly as an operator would.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import signal
+import socket
+import ssl
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import yaml
+from kubernetes import client as k8s
+
+from protectors.model import Aggregation, CellStatus, PodProtector, Status
+from protectors.summarize import summarize
+
+REPO = Path(__file__).resolve().parents[2]
+CRD = REPO / "deploy" / "crds" / "podprotectors.yaml"
+GROUP, VERSION, PLURAL = "podseidon.kubewharf.io", "v1alpha1", "podprotectors"
+GUNICORN = str(Path(sys.executable).parent / "gunicorn")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def install_crd(api: k8s.ApiClient) -> None:
+    ext = k8s.ApiextensionsV1Api(api)
+    body = yaml.safe_load(CRD.read_text())
+    try:
+        ext.create_custom_resource_definition(body)
+    except k8s.ApiException as error:
+        if error.status != 409:
+            raise
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        try:
+            k8s.CustomObjectsApi(api).list_cluster_custom_object(GROUP, VERSION, PLURAL, limit=1)
+            return
+        except k8s.ApiException:
+            time.sleep(0.1)
+    raise RuntimeError("podprotectors never became available")
+
+
+@dataclass
+class Webhook:
+    url: str
+    ca_file: Path
+    metrics_port: int
+    env: dict[str, str]
+    process: subprocess.Popen[bytes]
+    log: Path
+
+    def ssl_context(self) -> ssl.SSLContext:
+        return ssl.create_default_context(cafile=str(self.ca_file))
+
+    def get(self, path: str) -> tuple[int, bytes]:
+        try:
+            with urllib.request.urlopen(
+                self.url + path, context=self.ssl_context(), timeout=10
+            ) as response:
+                return response.status, response.read()
+        except urllib.error.HTTPError as error:
+            return error.code, error.read()
+
+    def post(self, path: str, body: bytes, content_type: str = "application/json"):
+        request = urllib.request.Request(
+            self.url + path, data=body, method="POST", headers={"Content-Type": content_type}
+        )
+        try:
+            with urllib.request.urlopen(request, context=self.ssl_context(), timeout=15) as resp:
+                return resp.status, resp.read()
+        except urllib.error.HTTPError as error:
+            return error.code, error.read()
+
+    def metrics(self) -> str:
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.metrics_port}/", timeout=10) as r:
+            return r.read().decode()
+
+    def stop(self) -> int:
+        self.process.send_signal(signal.SIGTERM)
+        try:
+            return self.process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            return self.process.wait()
+
+
+def start_webhook(
+    work_dir: Path,
+    kubeconfigs: dict[str, Path],
+    *,
+    tls_dir: Path,
+    webhook_options: dict[str, Any] | None = None,
+    workers: int = 3,
+) -> Webhook:
+    from sandbox.pki import ensure_pki
+
+    pki = ensure_pki(tls_dir)
+    port, metrics_port = free_port(), free_port()
+    config = {
+        "core": {"kubeconfig": str(kubeconfigs["core"])},
+        "cells": [
+            {"id": name, "kubeconfig": str(kubeconfigs[name])} for name in ("cell-a", "cell-b")
+        ],
+        "webhook": {
+            "port": port,
+            "tls": {"cert_file": str(pki.server_cert), "key_file": str(pki.server_key)},
+            "timeout_seconds": 5,
+            **(webhook_options or {}),
+        },
+        "metrics": {"port": metrics_port},
+    }
+    config_path = work_dir / "podseidon.yaml"
+    config_path.write_text(yaml.safe_dump(config))
+    env = {
+        **os.environ,
+        "PODSEIDON_CONFIG": str(config_path),
+        "DJANGO_SETTINGS_MODULE": "podseidon_site.settings.production",
+        "SECRET_KEY": secrets.token_urlsafe(50),
+        "ALLOWED_HOSTS": "127.0.0.1,localhost",
+        # Unreachable on purpose: the webhook must answer without its database.
+        "DATABASE_URL": "postgres://nobody@127.0.0.1:1/nothing",
+        "REDIS_URL": "redis://127.0.0.1:1/0",
+        "GUNICORN_WORKERS": str(workers),
+        "PROMETHEUS_MULTIPROC_DIR": str(work_dir / "metrics"),
+    }
+    log = work_dir / "gunicorn.log"
+    process = subprocess.Popen(
+        [GUNICORN, "-c", "python:podseidon_site.gunicorn_webhook"],
+        cwd=REPO,
+        env=env,
+        stdout=log.open("ab"),
+        stderr=subprocess.STDOUT,
+    )
+    webhook = Webhook(f"https://127.0.0.1:{port}", pki.ca_cert, metrics_port, env, process, log)
+    deadline = time.monotonic() + 40
+    while True:
+        if process.poll() is not None:
+            raise RuntimeError(f"gunicorn exited: {log.read_text()[-3000:]}")
+        try:
+            if webhook.get("/readyz")[0] == 200:
+                break
+        except OSError:
+            pass
+        if time.monotonic() > deadline:
+            webhook.stop()
+            raise RuntimeError(f"webhook never became ready: {log.read_text()[-3000:]}")
+        time.sleep(0.1)
+    return webhook
+
+
+def register(webhook: Webhook, cell: str) -> str:
+    result = subprocess.run(
+        [
+            sys.executable,
+            "manage.py",
+            "webhookconfig",
+            "--cell",
+            cell,
+            "--apply",
+            "--url",
+            webhook.url,
+            "--ca-bundle",
+            str(webhook.ca_file),
+        ],
+        cwd=REPO,
+        env=webhook.env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    if result.returncode != 0:
+        raise RuntimeError(f"webhookconfig failed: {result.stderr}")
+    return result.stdout
+
+
+def unregister(api: k8s.ApiClient) -> None:
+    try:
+        k8s.AdmissionregistrationV1Api(api).delete_validating_webhook_configuration(
+            "podseidon.kubewharf.io"
+        )
+    except k8s.ApiException as error:
+        if error.status != 404:
+            raise
+
+
+# -- objects ------------------------------------------------------------------------------
+
+
+def ready_pod(
+    core: k8s.CoreV1Api,
+    namespace: str,
+    name: str,
+    labels: dict[str, str],
+    *,
+    ready: bool = True,
+    ready_for: float = 3600,
+    annotations: dict[str, str] | None = None,
+) -> dict:
+    pod = core.create_namespaced_pod(
+        namespace,
+        {
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": {"name": name, "labels": labels, "annotations": annotations or {}},
+            "spec": {"containers": [{"name": "c", "image": "nginx"}]},
+        },
+    )
+    since = (datetime.now(UTC) - timedelta(seconds=ready_for)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    status = "True" if ready else "False"
+    core.patch_namespaced_pod_status(
+        name,
+        namespace,
+        {
+            "status": {
+                "phase": "Running",
+                "conditions": [
+                    {"type": "PodScheduled", "status": "True", "lastTransitionTime": since},
+                    {"type": "Ready", "status": status, "lastTransitionTime": since},
+                ],
+            }
+        },
+    )
+    return pod.to_dict()
+
+
+def create_protector(
+    api: k8s.ApiClient,
+    namespace: str,
+    name: str,
+    min_available: int,
+    labels: dict[str, str],
+    *,
+    min_ready_seconds: int = 0,
+    history: dict[str, int] | None = None,
+) -> dict:
+    spec: dict[str, Any] = {
+        "minAvailable": min_available,
+        "minReadySeconds": min_ready_seconds,
+        "selector": {"matchLabels": labels},
+    }
+    if history:
+        spec["admissionHistoryConfig"] = history
+    return k8s.CustomObjectsApi(api).create_namespaced_custom_object(
+        GROUP,
+        VERSION,
+        namespace,
+        PLURAL,
+        {
+            "apiVersion": f"{GROUP}/{VERSION}",
+            "kind": "PodProtector",
+            "metadata": {"name": name},
+            "spec": spec,
+        },
+    )
+
+
+def write_aggregation(
+    api: k8s.ApiClient, namespace: str, name: str, available: dict[str, int]
+) -> dict:
+    """Write each cell's aggregation and the summary, as the aggregator would."""
+    objects = k8s.CustomObjectsApi(api)
+    current = PodProtector.from_dict(
+        objects.get_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, name)
+    )
+    now = datetime.now(UTC)
+    status = current.status or Status()
+    for cell_id, count in available.items():
+        previous = status.cell(cell_id) or CellStatus(cell_id=cell_id)
+        status = status.with_cell(
+            CellStatus(
+                cell_id=cell_id,
+                aggregation=Aggregation(
+                    total_replicas=count,
+                    available_replicas=count,
+                    ready_replicas=count,
+                    scheduled_replicas=count,
+                    running_replicas=count,
+                    last_event_time=now,
+                ),
+                admission_history=previous.admission_history,
+            )
+        )
+    body = current.with_status(summarize(status)).to_dict()
+    return objects.replace_namespaced_custom_object_status(
+        GROUP, VERSION, namespace, PLURAL, name, body
+    )
+
+
+def read_protector(api: k8s.ApiClient, namespace: str, name: str) -> PodProtector:
+    return PodProtector.from_dict(
+        k8s.CustomObjectsApi(api).get_namespaced_custom_object(
+            GROUP, VERSION, namespace, PLURAL, name
+        )
+    )

@@ -1,0 +1,94 @@
+"""The ValidatingWebhookConfiguration that registers the webhook with one worker cluster."""
+
+from __future__ import annotations
+
+import base64
+import copy
+from typing import Any
+
+from podseidon_site.config import PodseidonConfig
+from protectors.constants import WEBHOOK_CONFIG_NAME
+
+# Podseidon's own pods carry this label (deploy/ sets it); they are left out of protection
+# unless self-protection is on, so a broken webhook can always be replaced.
+SELF_LABEL_KEY = "app.kubernetes.io/part-of"
+SELF_LABEL_VALUE = "podseidon"
+
+RULES = [
+    {
+        "apiGroups": [""],
+        "apiVersions": ["v1"],
+        "operations": ["DELETE"],
+        "resources": ["pods"],
+        "scope": "Namespaced",
+    },
+    {
+        "apiGroups": [""],
+        "apiVersions": ["v1"],
+        "operations": ["CREATE"],
+        "resources": ["pods/eviction"],
+        "scope": "Namespaced",
+    },
+]
+
+
+def webhook_path(config: PodseidonConfig, cell_id: str) -> str:
+    return f"{config.webhook.path_prefix}/{cell_id}"
+
+
+def object_selector(config: PodseidonConfig) -> dict[str, Any]:
+    selector = copy.deepcopy(config.webhook.object_selector)
+    if not config.webhook.self_protection:
+        expressions = selector.setdefault("matchExpressions", [])
+        expressions.append(
+            {"key": SELF_LABEL_KEY, "operator": "NotIn", "values": [SELF_LABEL_VALUE]}
+        )
+    return selector
+
+
+def render_webhook_configuration(
+    config: PodseidonConfig,
+    cell_id: str,
+    *,
+    base_url: str | None = None,
+    ca_bundle_pem: bytes | None = None,
+) -> dict[str, Any]:
+    """The object for ``cell_id``; ``base_url`` (or ``webhook.url``) beats ``webhook.service``."""
+    if config.cell(cell_id) is None:
+        raise ValueError(f"unknown cell {cell_id!r}; configured cells: {config.cell_ids}")
+    webhook = config.webhook
+    path = webhook_path(config, cell_id)
+    client_config: dict[str, Any]
+    base_url = base_url or webhook.url
+    if base_url:
+        client_config = {"url": base_url.rstrip("/") + path}
+    elif webhook.service:
+        service = dict(webhook.service)
+        service["path"] = path
+        client_config = {"service": service}
+    else:
+        raise ValueError("set webhook.url or webhook.service in the config, or pass --url")
+    if ca_bundle_pem:
+        client_config["caBundle"] = base64.b64encode(ca_bundle_pem).decode("ascii")
+    return {
+        "apiVersion": "admissionregistration.k8s.io/v1",
+        "kind": "ValidatingWebhookConfiguration",
+        "metadata": {
+            "name": WEBHOOK_CONFIG_NAME,
+            "labels": {SELF_LABEL_KEY: SELF_LABEL_VALUE},
+        },
+        "webhooks": [
+            {
+                "name": WEBHOOK_CONFIG_NAME,
+                "admissionReviewVersions": ["v1"],
+                "clientConfig": client_config,
+                "rules": copy.deepcopy(RULES),
+                "failurePolicy": webhook.failure_policy,
+                "matchPolicy": "Equivalent",
+                "sideEffects": "NoneOnDryRun",
+                "timeoutSeconds": webhook.timeout_seconds,
+                "objectSelector": object_selector(config),
+                "namespaceSelector": copy.deepcopy(webhook.namespace_selector),
+            }
+        ],
+    }
