@@ -285,6 +285,11 @@ class LabelSelector:
         """True for the match-everything selector."""
         return not self.requirements and not self.matches_nothing
 
+    @property
+    def required_labels(self) -> tuple[tuple[str, str], ...]:
+        """The exact ``(key, value)`` pairs every match must carry, sorted; for indexing."""
+        return self._equalities
+
     def matches(self, labels: Mapping[str, str] | None) -> bool:
         if self.matches_nothing:
             return False
