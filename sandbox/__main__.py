@@ -1,21 +1,28 @@
 """`python -m sandbox`: run local stand-ins for kube-apiserver, one HTTPS port per cluster.
 
     python -m sandbox --cluster core=0 --cluster cell-a=0 --state-dir var/sandbox [--persist]
+        [--controllers all|none|gc,kubelet,replicaset,deployment,statefulset] [--nodes N]
+        [--service-endpoint NAMESPACE/NAME[:PORT]=https://HOST:PORT ...]
 
 For each cluster NAME this writes DIR/NAME.kubeconfig, DIR/NAME.token and, once listening,
 DIR/NAME.ready (holding the server URL). SIGTERM/SIGINT stop it cleanly with exit status 0.
+Every cluster calls its ValidatingWebhookConfigurations as kube-apiserver does
+(sandbox/webhooks.py); --service-endpoint says where a webhook's clientConfig.service is.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib
 import logging
 import signal
 import sys
 from pathlib import Path
 
-from sandbox.server import SandboxServer
+from sandbox.controllers import ControllerOptions, parse_controllers, plugin_factory
+from sandbox.server import PluginFactory, SandboxServer
+from sandbox.webhooks import dispatcher_factory, parse_service_endpoint
 
 
 def _cluster_arg(text: str) -> tuple[str, int]:
@@ -26,6 +33,27 @@ def _cluster_arg(text: str) -> tuple[str, int]:
         return name, int(port)
     except ValueError:
         raise argparse.ArgumentTypeError(f"port of {name!r} must be an integer") from None
+
+
+def _controllers_arg(text: str) -> frozenset[str]:
+    try:
+        return parse_controllers(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _service_endpoint_arg(text: str) -> tuple[str, str]:
+    try:
+        return parse_service_endpoint(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _load_factory(spec: str) -> PluginFactory:
+    module, sep, attr = spec.partition(":")
+    if not sep or not module or not attr:
+        raise SystemExit(f"--plugin expects MODULE:FACTORY, got {spec!r}")
+    return getattr(importlib.import_module(module), attr)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -67,6 +95,66 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="seconds between BOOKMARK events on watches that allow them",
     )
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on")
+    controllers = parser.add_argument_group("built-in controllers")
+    controllers.add_argument(
+        "--controllers",
+        type=_controllers_arg,
+        default=ControllerOptions().controllers,
+        metavar="LIST",
+        help="controllers to run in every cluster: all, none or a comma-separated list of "
+        "gc, kubelet, replicaset, deployment, statefulset (default all)",
+    )
+    controllers.add_argument(
+        "--nodes",
+        type=int,
+        default=ControllerOptions.nodes,
+        help="Ready nodes sandbox-node-0..N-1 the kubelet registers (default 1)",
+    )
+    controllers.add_argument(
+        "--kubelet-ready-delay",
+        type=float,
+        default=ControllerOptions.kubelet_ready_delay,
+        metavar="S",
+        help="seconds from scheduling to Running/Ready (default 1)",
+    )
+    controllers.add_argument(
+        "--kubelet-grace-cap",
+        type=float,
+        default=ControllerOptions.kubelet_grace_cap,
+        metavar="S",
+        help="the kubelet ends a graceful deletion after min(grace period, S) (default 1)",
+    )
+    controllers.add_argument(
+        "--gc-backoff-initial",
+        type=float,
+        default=ControllerOptions.gc_backoff_initial,
+        metavar="S",
+        help="first retry delay of a rejected garbage-collector deletion, doubling per "
+        "failure (default 0.005, as kube-controller-manager)",
+    )
+    controllers.add_argument(
+        "--gc-backoff-max",
+        type=float,
+        default=ControllerOptions.gc_backoff_max,
+        metavar="S",
+        help="longest retry delay of the garbage collector (default 30)",
+    )
+    parser.add_argument(
+        "--service-endpoint",
+        action="append",
+        type=_service_endpoint_arg,
+        default=[],
+        metavar="NS/NAME[:PORT]=https://HOST:PORT",
+        help="where to reach a webhook's clientConfig.service (the sandbox cannot route to "
+        "Services); unmapped Services fail like missing ones (repeatable)",
+    )
+    parser.add_argument(
+        "--plugin",
+        action="append",
+        default=[],
+        metavar="MODULE:FACTORY",
+        help="also run the plugins FACTORY(cluster) returns in every cluster (repeatable)",
+    )
     parser.add_argument("--log-level", default="INFO")
     args = parser.parse_args(argv)
     names = [n for n, _ in args.cluster]
@@ -83,6 +171,21 @@ async def _serve(args: argparse.Namespace) -> None:
         history_window=args.history_window,
         bookmark_interval=args.bookmark_interval,
         host=args.host,
+        # Controllers come last: admission plugins are in place before they write.
+        plugin_factories=[
+            dispatcher_factory(dict(args.service_endpoint)),
+            *(_load_factory(spec) for spec in args.plugin),
+            plugin_factory(
+                ControllerOptions(
+                    controllers=args.controllers,
+                    nodes=args.nodes,
+                    kubelet_ready_delay=args.kubelet_ready_delay,
+                    kubelet_grace_cap=args.kubelet_grace_cap,
+                    gc_backoff_initial=args.gc_backoff_initial,
+                    gc_backoff_max=args.gc_backoff_max,
+                )
+            ),
+        ],
     )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

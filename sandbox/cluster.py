@@ -72,6 +72,9 @@ _METADATA_ORDER = (
 # Metadata a client may set; everything else is owned by the server.
 _CLIENT_METADATA = ("generateName", "labels", "annotations", "ownerReferences", "finalizers")
 _NAME_CHARS = "bcdfghjklmnpqrstvwxz2456789"
+# Finalizers the apiserver sets for the garbage collector on DELETE with a propagationPolicy.
+ORPHAN_FINALIZER = "orphan"
+FOREGROUND_FINALIZER = "foregroundDeletion"
 
 
 def now_rfc3339(offset_seconds: int = 0) -> str:
@@ -82,6 +85,21 @@ def now_rfc3339(offset_seconds: int = 0) -> str:
 def copy_object(obj: dict[str, Any]) -> dict[str, Any]:
     """A deep copy of a stored object, safe to edit."""
     return orjson.loads(orjson.dumps(obj))
+
+
+def deletion_finalizers(meta: dict[str, Any], policy: str | None) -> list[str] | None:
+    """The finalizers a DELETE with propagationPolicy `policy` leaves on the object, as the
+    apiserver sets them for the garbage collector (Orphan → "orphan", Foreground →
+    "foregroundDeletion", Background → neither); None when they do not change."""
+    if policy not in ("Orphan", "Foreground", "Background"):
+        return None
+    current = list(meta.get("finalizers") or [])
+    kept = [f for f in current if f not in (ORPHAN_FINALIZER, FOREGROUND_FINALIZER)]
+    if policy == "Orphan":
+        kept.append(ORPHAN_FINALIZER)
+    elif policy == "Foreground":
+        kept.append(FOREGROUND_FINALIZER)
+    return None if set(kept) == set(current) else kept
 
 
 def _ordered_metadata(meta: dict[str, Any]) -> dict[str, Any]:
@@ -170,6 +188,8 @@ class DeleteOptions:
             out["preconditions"] = pre
         if self.propagation_policy:
             out["propagationPolicy"] = self.propagation_policy
+        if self.dry_run:
+            out["dryRun"] = ["All"]
         return out
 
 
@@ -888,8 +908,10 @@ class Cluster:
                     return existing if rt.return_deleted_object else self._success(rt, existing)
             if rt.key == NAMESPACE_KEY:
                 return await self._delete_namespace(rt, existing, options, user, admit)
-            # Reviews carry the grace period the apiserver settled on (0 for unscheduled pods).
-            effective = options if grace is None else replace(options, grace_period_seconds=grace)
+            # Reviews carry the grace period the apiserver settled on (0 for unscheduled pods),
+            # except in a DELETECOLLECTION, whose reviews carry the request's options (42).
+            settled = grace is not None and admission_name is None
+            effective = replace(options, grace_period_seconds=grace) if settled else options
             request = AdmissionRequest(
                 "DELETE",
                 rt,
@@ -902,7 +924,8 @@ class Cluster:
                 options.dry_run,
                 user,
             )
-            marks = grace is not None or bool(meta.get("finalizers"))
+            gc_finalizers = deletion_finalizers(meta, options.propagation_policy)
+            marks = grace is not None or bool(meta.get("finalizers")) or gc_finalizers is not None
             if admit:
                 await self._admit(request)
                 if self.find(rt, ns, name) is not existing:
@@ -910,15 +933,20 @@ class Cluster:
             if options.dry_run:
                 return existing if rt.return_deleted_object else self._success(rt, existing)
             if marks:
-                marked = self._mark_deleting(existing, grace)
+                marked = self._mark_deleting(existing, grace, gc_finalizers)
                 if marked is not existing:
                     self.store.put(rt.key, marked)
                 if marked["metadata"].get("finalizers") or (grace or 0) > 0:
                     return marked
                 if admit:
-                    # The final removal is admitted again, with the marked object.
-                    request.old_object = self.to_wire(rt, marked)
-                    await self._admit(request)
+                    # The final removal is admitted twice (recorded 29, 42): first with the
+                    # object as the apiserver's watch cache still holds it, unmarked, whose
+                    # verdict only makes storage re-read; then with the marked object.
+                    with contextlib.suppress(ApiError):
+                        await self._admit(replace(request))
+                    if self.find(rt, ns, name) is not marked:
+                        continue
+                    await self._admit(replace(request, old_object=self.to_wire(rt, marked)))
                     if self.find(rt, ns, name) is not marked:
                         continue
                 self._remove(rt, ns, name)
@@ -942,8 +970,12 @@ class Cluster:
         return 1 if period < 0 else period
 
     @staticmethod
-    def _mark_deleting(obj: dict[str, Any], grace: int | None) -> dict[str, Any]:
+    def _mark_deleting(
+        obj: dict[str, Any], grace: int | None, finalizers: list[str] | None = None
+    ) -> dict[str, Any]:
         meta = dict(obj["metadata"])
+        if finalizers is not None:
+            meta["finalizers"] = finalizers or None
         if grace is not None:
             # A new (possibly shorter) grace period moves the deadline.
             meta["deletionTimestamp"] = now_rfc3339(grace)
@@ -951,7 +983,7 @@ class Cluster:
         elif not meta.get("deletionTimestamp"):
             meta["deletionTimestamp"] = now_rfc3339()
             meta["deletionGracePeriodSeconds"] = 0
-        else:
+        elif finalizers is None:
             return obj
         if meta.get("generation"):
             meta["generation"] = int(meta["generation"]) + 1

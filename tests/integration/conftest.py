@@ -72,6 +72,9 @@ def start_sandbox(
         str(SANDBOX_BOOKMARK_INTERVAL),
         "--log-level",
         "WARNING",
+        # Phase-1 and replay tests expect no controllers: pods they create stay unscheduled.
+        "--controllers",
+        "none",
         *extra,
     ]
     for name in names:
@@ -153,3 +156,47 @@ def kubectl_path() -> str | None:
     from shutil import which
 
     return which("kubectl")
+
+
+# A second sandbox process with the built-in controllers, tuned for fast tests: `ctl` for the
+# controller tests, `ctl-drain` for kubectl drain (which cordons nodes). Pod deletions there
+# can be switched off per namespace (tests/integration/sandbox_test_plugins.py).
+CONTROLLER_CLUSTER_NAMES = ("ctl", "ctl-drain")
+CONTROLLER_ARGS = (
+    "--controllers",
+    "all",
+    "--nodes",
+    "2",
+    "--kubelet-ready-delay",
+    "0.1",
+    "--kubelet-grace-cap",
+    "0.2",
+    "--gc-backoff-initial",
+    "0.005",
+    "--gc-backoff-max",
+    "0.5",
+    "--plugin",
+    "tests.integration.sandbox_test_plugins:deny_pod_deletes",
+)
+
+
+@pytest.fixture(scope="session")
+def controller_clusters(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Clusters]:
+    if os.environ.get("PODSEIDON_TEST_KUBECONFIGS"):
+        pytest.skip("needs a sandbox running its built-in controllers")
+    state_dir = tmp_path_factory.mktemp("sandbox-controllers") / "state"
+    state_dir.mkdir()
+    proc = start_sandbox(state_dir, CONTROLLER_CLUSTER_NAMES, CONTROLLER_ARGS)
+    clusters = Clusters(
+        {n: state_dir / f"{n}.kubeconfig" for n in CONTROLLER_CLUSTER_NAMES},
+        is_sandbox=True,
+        state_dir=state_dir,
+        process=proc,
+    )
+    try:
+        yield clusters
+    finally:
+        for api in clusters._clients.values():
+            api.close()
+        code = stop_sandbox(proc)
+        assert code == 0, f"sandbox exited with {code} on SIGTERM"

@@ -56,9 +56,10 @@ def test_deletecollection_stops_at_first_denial() -> None:
         assert exc.value.body["message"].startswith('admission webhook "podseidon.kubewharf.io"')
         left = [p["metadata"]["name"] for p in cluster.list(pods, "default").items]
         assert left == ["batch-1", "batch-2"]
-        # Per-pod reviews of a collection carry an empty name; an unscheduled pod is
-        # admitted twice (the marking update and the final removal).
-        assert seen == [("", "batch-0", "0"), ("", "batch-0", "0"), ("", "batch-1", "0")]
+        # Per-pod reviews of a collection carry an empty name and the request's options; an
+        # unscheduled pod is admitted three times (the marking update, then the final removal
+        # with the watch cache's stale copy and with the marked object), as recorded in 42.
+        assert seen == [("", "batch-0", "None")] * 3 + [("", "batch-1", "None")]
 
     asyncio.run(scenario())
 

@@ -7,14 +7,16 @@ test handed out, and answers are compared on what matters: status code, Status b
 labels, annotations, finalizers, spec, status, generation, and the presence (not the value)
 of uid / resourceVersion / creationTimestamp / deletionTimestamp.
 
-TODO(phase 2: admission webhooks and built-in controllers) — steps not replayed yet because
-they need the sandbox to call the webhook (or a kubelet):
-  30 pod-delete-denied, 31 pod-eviction-denied, 32 pod-eviction-allowed,
-  42 pod-deletecollection-partial-deny, 43 pod-list-after-deletecollection (depends on 42),
-  45 pod-delete-webhook-timeout, 46 pod-delete-webhook-down,
-  48 pod-delete-objectselector-excluded, 49 webhookconfig-disable-json-patch,
-  50 pod-delete-after-webhook-disabled.
-Steps 35/36 (graceful deletion of a scheduled pod) need no kubelet: the pod just stays.
+The webhook the recordings registered (step 07) is played by a capture webhook on a loopback
+port (tests/integration/capture_webhook.py): step 07 registers it under its own URL and CA,
+and it answers each step as the recorded capture webhook did — allow, deny with 429 (30, 31,
+and the second pod of the DELETECOLLECTION in 42), answer after the 2 s timeout (45), be down
+(46 on). Recorded messages name the recorded webhook's port; they are compared with ours
+substituted. Every AdmissionReview it receives is compared, in order and field by field, with
+admission-reviews-received.json: the same 13 calls (three for an unscheduled pod's DELETE, one
+for an eviction, one for a graceful deletion, none for the objectSelector-excluded pod or once
+the webhook is disabled). Steps 35/36 (graceful deletion of a scheduled pod) need no kubelet:
+the pod just stays terminating.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from __future__ import annotations
 import contextlib
 import json
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +32,7 @@ import pytest
 import yaml
 from kubernetes import client
 
+from .capture_webhook import ALLOW, Answer, CaptureWebhook, Received, deny
 from .conftest import REPO, Clusters
 
 pytestmark = pytest.mark.integration
@@ -36,7 +40,12 @@ pytestmark = pytest.mark.integration
 RECORDINGS = REPO.parent / "shared" / "reference" / "kube-apiserver-v1.24"
 if not RECORDINGS.is_dir():
     RECORDINGS = Path("/work/shared/reference/kube-apiserver-v1.24")
-PHASE_2 = {30, 31, 32, 42, 43, 45, 46, 48, 49, 50}
+# What the recorded capture webhook answered, by step (others were allowed).
+DENIAL = deny(
+    "PodProtector demo/protector reports too few available replicas to admit pod deletion",
+    code=429,
+)
+WEBHOOK_TIMEOUT_STEP, WEBHOOK_DOWN_STEP = 45, 46
 # Built-in types of a real apiserver the sandbox does not serve (discovery may lack them).
 UNSERVED = {"controllerrevisions", "daemonsets", "daemonsets/status"}
 CLUSTER = "cell-b"
@@ -184,11 +193,13 @@ def _reset(api: client.ApiClient) -> None:
     core = client.CoreV1Api(api)
     ext = client.ApiextensionsV1Api(api)
     for delete in (
-        lambda: core.delete_namespace("demo"),
-        lambda: core.delete_node("node-1"),
+        # The webhook first: a leftover one would be called for every pod the namespace
+        # deletion removes.
         lambda: client.AdmissionregistrationV1Api(api).delete_validating_webhook_configuration(
             "podseidon.kubewharf.io"
         ),
+        lambda: core.delete_namespace("demo"),
+        lambda: core.delete_node("node-1"),
     ):
         try:
             delete()
@@ -221,22 +232,119 @@ def _reset(api: client.ApiClient) -> None:
         pytest.skip("the podprotectors CRD already exists in the cluster; step 04 needs it absent")
 
 
+def recorded_reviews() -> list[dict[str, Any]]:
+    return json.loads((RECORDINGS / "admission-reviews-received.json").read_text())
+
+
+def webhook_answer(step: int) -> Answer | Callable[[Received], Answer]:
+    """What the recorded capture webhook answered during `step`."""
+    if step in (30, 31):
+        return DENIAL
+    if step == 42:
+        # The collection's first pod is allowed, the second denied.
+        return lambda received: (
+            DENIAL if received.request["oldObject"]["metadata"]["name"] == "batch-1" else ALLOW
+        )
+    if step == WEBHOOK_TIMEOUT_STEP:
+        return Answer(delay=2.5)  # the registered timeoutSeconds is 2
+    return ALLOW
+
+
+class WebhookStandIn:
+    """Replaces the recorded webhook (URL, port, CA) by the capture webhook, both in what we
+    send and in what we expect back."""
+
+    def __init__(self, hook: CaptureWebhook) -> None:
+        registered = next(r for r in recordings() if r["step"] == 7)["request"]["body"]
+        client_config = registered["webhooks"][0]["clientConfig"]
+        recorded_url = client_config["url"]
+        self.recorded_address = recorded_url.split("/")[2]
+        self.recorded_ca = client_config["caBundle"]
+        self.path = "/" + recorded_url.split("/", 3)[3]
+        self.hook = hook
+
+    def localize(self, body: Any) -> Any:
+        if body is None:
+            return None
+        text = json.dumps(body)
+        text = text.replace(self.recorded_address, f"127.0.0.1:{self.hook.port}")
+        text = text.replace(self.recorded_ca, self.hook.ca_bundle)
+        return json.loads(text)
+
+
+def review_view(review: dict[str, Any]) -> dict[str, Any]:
+    """An AdmissionReview as compared with the recorded ones: every field, its key order, and
+    the objects as `object_view` sees them."""
+    request = dict(review["request"])
+    request["uid"] = bool(request.get("uid"))
+    for key in ("object", "oldObject"):
+        request[key] = object_view(request.get(key))
+    return {
+        "kind": review["kind"],
+        "apiVersion": review["apiVersion"],
+        "request keys": list(review["request"]),
+        "request": request,
+    }
+
+
+def learn_versions(versions: dict[tuple[str, str], str], recorded: Any, actual: Any) -> None:
+    if not (isinstance(recorded, dict) and isinstance(actual, dict)):
+        return
+    if "items" in recorded:
+        # Items come in another order (see object_view): pair them by name.
+        ours = {i["metadata"]["name"]: i for i in actual.get("items") or []}
+        for r_item in recorded["items"]:
+            learn_versions(versions, r_item, ours.get(r_item["metadata"]["name"]))
+        return
+    rm, am = recorded.get("metadata") or {}, actual.get("metadata") or {}
+    if rm.get("name") and rm.get("resourceVersion") and am.get("resourceVersion"):
+        versions[(rm["name"], rm["resourceVersion"])] = am["resourceVersion"]
+
+
+def compare_reviews(hook: CaptureWebhook, versions: dict[tuple[str, str], str]) -> None:
+    """`versions` maps (name, recorded resourceVersion) to ours, from the objects answered."""
+    expected = recorded_reviews()
+    received = hook.reviews()
+    names = [r.request.get("name") or r.request["oldObject"]["metadata"]["name"] for r in received]
+    assert len(received) == len(expected), names
+    uids = [r.request["uid"] for r in received]
+    assert len(set(uids)) == len(uids), "review uids must be unique"
+    for i, (got, want) in enumerate(zip(received, expected, strict=True)):
+        assert got.path == want["path"], i
+        assert review_view(got.review) == review_view(want["review"]), f"review {i}"
+        # The objects are the very versions the recording saw (same resourceVersions, mapped).
+        old, recorded_old = got.request["oldObject"], want["review"]["request"]["oldObject"]
+        if recorded_old is not None:
+            meta = recorded_old["metadata"]
+            mapped = versions.get((meta["name"], meta["resourceVersion"]))
+            if mapped is not None:
+                assert old["metadata"]["resourceVersion"] == mapped, f"review {i}"
+    # The immediate deletion's first final-removal review sees the unmarked object the
+    # apiserver's watch cache still held; the last one the marked object.
+    first, stale, final = (r.request["oldObject"]["metadata"] for r in received[:3])
+    assert stale["resourceVersion"] == first["resourceVersion"] != final["resourceVersion"]
+
+
 @pytest.mark.skipif(not recordings(), reason="reference recordings are not available")
-def test_replay_recordings(clusters: Clusters) -> None:
+def test_replay_recordings(clusters: Clusters, tmp_path: Path) -> None:
     api = clusters.api(CLUSTER)
     _reset(api)
     replayer = Replayer(api)
     replayed = []
+    versions: dict[tuple[str, str], str] = {}
+    hook = CaptureWebhook(tmp_path / "webhook").start()
+    stand_in = WebhookStandIn(hook)
     try:
         for rec in recordings():
             step = rec["step"]
-            if step in PHASE_2:
-                continue
             req, expected = rec["request"], rec["response"]
             body = req["body"]
             if isinstance(body, dict) and "omitted" in body:
                 body = crd_body()  # step 04: the recording omits the CRD it created
-            body = replayer.translate(body)
+            body = replayer.translate(stand_in.localize(body))
+            hook.answer_with(webhook_answer(step))
+            if step == WEBHOOK_DOWN_STEP:
+                hook.stop()
             status, actual = replayer.request(req["method"], req["path"], body, req["contentType"])
             where = f"step {step} {rec['name']}"
             assert status == expected["status"], f"{where}: {status} {actual}"
@@ -249,15 +357,23 @@ def test_replay_recordings(clusters: Clusters) -> None:
                 # Wait like a client would before using the new type.
                 _wait_established(api)
             else:
-                assert object_view(actual) == object_view(expected["body"]), where
+                want = stand_in.localize(expected["body"])
+                assert object_view(actual) == object_view(want), where
             replayer.learn(expected["body"], actual)
+            learn_versions(versions, expected["body"], actual)
             replayed.append(step)
+        compare_reviews(hook, versions)
     finally:
+        hook.stop()
+        with contextlib.suppress(client.ApiException):
+            client.AdmissionregistrationV1Api(api).delete_validating_webhook_configuration(
+                "podseidon.kubewharf.io"
+            )
         with contextlib.suppress(client.ApiException):
             client.ApiextensionsV1Api(api).delete_custom_resource_definition(
                 crd_body()["metadata"]["name"]
             )
-    assert len(replayed) == 40
+    assert len(replayed) == 50
 
 
 def _wait_established(api: client.ApiClient) -> None:
