@@ -1,4 +1,6 @@
-"""gunicorn settings for the web role (console, API): ``gunicorn -c python:podseidon_site.gunicorn_conf``.
+"""gunicorn settings for the web role (console, API).
+
+Run as ``gunicorn -c python:podseidon_site.gunicorn_conf``.
 
 Overridable through ``GUNICORN_*`` environment variables. Metrics are aggregated across workers
 (see podseidon_site/metrics.py) and served at /metrics and on the metrics port.

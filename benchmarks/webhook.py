@@ -1,0 +1,250 @@
+"""Webhook benchmarks: index match time, DELETE latency with/without the webhook, review
+throughput, and status writes per admitted deletion.
+
+    .venv/bin/python benchmarks/webhook.py [--protectors 10000] [--deletes 200] [--clients 16]
+
+Starts its own sandbox clusters and the real webhook (gunicorn, TLS, 3 workers) on loopback,
+prints its figures and exits. Latencies are reported as ratios measured side by side in one run,
+because this machine is shared and absolute times drift.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import statistics
+import sys
+import tempfile
+import threading
+import time
+import timeit
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from kubernetes import client as k8s  # noqa: E402
+from kubernetes import config as k8s_config  # noqa: E402
+
+from tests.integration.conftest import start_sandbox, stop_sandbox  # noqa: E402
+from tests.integration.webhook_env import (  # noqa: E402
+    create_protector,
+    install_crd,
+    ready_pod,
+    register,
+    start_webhook,
+    unregister,
+    write_aggregation,
+)
+from webhook.protector_index import ProtectorIndex  # noqa: E402
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+def bench_index(protectors: int) -> dict[str, float]:
+    """Median time of one pod→protectors lookup with N protectors in one namespace."""
+    index = ProtectorIndex()
+    for i in range(protectors):
+        index.on_add(
+            {
+                "apiVersion": "podseidon.kubewharf.io/v1alpha1",
+                "kind": "PodProtector",
+                "metadata": {"name": f"p{i}", "namespace": "bench", "resourceVersion": "1"},
+                "spec": {
+                    "minAvailable": 1,
+                    "selector": {"matchLabels": {"app": f"app-{i}", "tier": "web"}},
+                },
+            }
+        )
+    labels = {"app": "app-4242", "tier": "web", "pod-template-hash": "abc12", "team": "x"}
+    assert [p.name for p in index.matching("bench", labels)] == ["p4242"]
+    timer = timeit.Timer(lambda: index.matching("bench", labels))
+    loops = 2000
+    samples = [t / loops * 1e6 for t in timer.repeat(repeat=25, number=loops)]
+    # The naive alternative, side by side: a scan over every protector in the namespace.
+    everything = [index.get("bench", f"p{i}") for i in range(protectors)]
+    scan = timeit.Timer(
+        lambda: [p for p in everything if p.spec.label_selector.matches(labels)]
+    ).repeat(repeat=5, number=5)
+    scan_us = statistics.median(t / 5 * 1e6 for t in scan)
+    return {"median_us": statistics.median(samples), "p_max_us": max(samples), "scan_us": scan_us}
+
+
+def client_for(kubeconfig: Path, pool: int = 64) -> k8s.CoreV1Api:
+    configuration = k8s.Configuration()
+    k8s_config.load_kube_config(config_file=str(kubeconfig), client_configuration=configuration)
+    configuration.connection_pool_maxsize = pool
+    return k8s.CoreV1Api(k8s.ApiClient(configuration))
+
+
+def timed_deletes(core: k8s.CoreV1Api, ns: str, names: list[str], clients: int) -> list[float]:
+    latencies: list[float] = []
+    lock = threading.Lock()
+
+    def one(name: str) -> None:
+        started = time.perf_counter()
+        with contextlib.suppress(k8s.ApiException):
+            core.delete_namespaced_pod(name, ns)
+        with lock:
+            latencies.append(time.perf_counter() - started)
+
+    with ThreadPoolExecutor(max_workers=clients) as pool:
+        list(pool.map(one, names))
+    return latencies
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--protectors", type=int, default=10000)
+    parser.add_argument("--deletes", type=int, default=200)
+    parser.add_argument("--clients", type=int, default=16)
+    parser.add_argument("--concurrent", type=int, default=50)
+    args = parser.parse_args()
+
+    figures = bench_index(args.protectors)
+    print(f"index: {args.protectors} protectors in one namespace")
+    print(
+        f"  match median {figures['median_us']:.1f} us (worst repeat {figures['p_max_us']:.1f})"
+        f"; full scan {figures['scan_us']:.0f} us; ratio scan/index "
+        f"{figures['scan_us'] / figures['median_us']:.0f}x"
+    )
+    print(f"  target median <= 50 us: {'PASS' if figures['median_us'] <= 50 else 'FAIL'}")
+
+    with tempfile.TemporaryDirectory(prefix="podseidon-bench-") as tmp:
+        work = Path(tmp)
+        state = work / "sandbox"
+        state.mkdir()
+        sandbox = start_sandbox(state, ("core", "cell-a", "cell-b"))
+        kubeconfigs = {n: state / f"{n}.kubeconfig" for n in ("core", "cell-a", "cell-b")}
+        core_api = k8s_config.new_client_from_config(config_file=str(kubeconfigs["core"]))
+        install_crd(core_api)
+        hook = start_webhook(work, kubeconfigs, tls_dir=work / "tls")
+        try:
+            cell = client_for(kubeconfigs["cell-a"])
+            ns = f"bench-{uuid.uuid4().hex[:6]}"
+            for name in ("core", "cell-a"):
+                client_for(kubeconfigs[name]).create_namespace({"metadata": {"name": ns}})
+            n = args.deletes
+            labels = {"app": "bench"}
+            for i in range(2 * n):
+                ready_pod(cell, ns, f"p{i}", labels)
+            create_protector(core_api, ns, "bench", 0, labels)
+            write_aggregation(core_api, ns, "bench", {"cell-a": 10 * n})
+            time.sleep(1)
+            # Side by side: half the pods deleted with the webhook registered, half without,
+            # interleaved in blocks so drift on a shared machine hits both alike.
+            with_hook: list[float] = []
+            without: list[float] = []
+            block = max(n // 5, 1)
+            for start in range(0, n, block):
+                register(hook, "cell-a")
+                time.sleep(0.3)
+                with_hook += timed_deletes(
+                    cell, ns, [f"p{i}" for i in range(start, start + block)], 1
+                )
+                unregister(cell.api_client)
+                time.sleep(0.3)
+                without += timed_deletes(
+                    cell, ns, [f"p{i}" for i in range(n + start, n + start + block)], 1
+                )
+            print(f"pod DELETE through the sandbox, sequential, {len(with_hook)} each:")
+            for label, values in (("with webhook", with_hook), ("without", without)):
+                print(
+                    f"  {label:<13} median {statistics.median(values) * 1000:.2f} ms, "
+                    f"p99 {percentile(values, 0.99) * 1000:.2f} ms"
+                )
+            print(
+                f"  ratio with/without: median "
+                f"{statistics.median(with_hook) / statistics.median(without):.2f}x, p99 "
+                f"{percentile(with_hook, 0.99) / percentile(without, 0.99):.2f}x"
+            )
+
+            # Reviews per second straight at the webhook, 16 concurrent clients.
+            body = json.dumps(
+                {
+                    "apiVersion": "admission.k8s.io/v1",
+                    "kind": "AdmissionReview",
+                    "request": {
+                        "uid": "bench",
+                        "operation": "DELETE",
+                        "namespace": ns,
+                        "name": "x",
+                        "resource": {"group": "", "version": "v1", "resource": "pods"},
+                        "userInfo": {"username": "bench"},
+                        "oldObject": {
+                            "metadata": {
+                                "name": "x",
+                                "namespace": ns,
+                                "uid": "u-x",
+                                "labels": {"app": "other"},
+                            },
+                            "status": {"conditions": [{"type": "Ready", "status": "True"}]},
+                        },
+                    },
+                }
+            ).encode()
+            total = 2000
+            started = time.perf_counter()
+            with ThreadPoolExecutor(max_workers=args.clients) as pool:
+                codes = list(pool.map(lambda _: hook.post("/cell-a", body)[0], range(total)))
+            rate = total / (time.perf_counter() - started)
+            print(
+                f"reviews straight at the webhook, {args.clients} clients: {rate:.0f}/s "
+                f"({codes.count(200)}/{total} answered 200)"
+            )
+
+            # Status writes per admitted deletion under concurrent deletions of one ppr's pods.
+            ns2 = f"bench-{uuid.uuid4().hex[:6]}"
+            for name in ("core", "cell-a"):
+                client_for(kubeconfigs[name]).create_namespace({"metadata": {"name": ns2}})
+            register(hook, "cell-a")
+            c = args.concurrent
+            for i in range(c):
+                ready_pod(cell, ns2, f"q{i}", {"app": "burst"})
+            create_protector(core_api, ns2, "burst", 0, {"app": "burst"})
+            write_aggregation(core_api, ns2, "burst", {"cell-a": 10 * c})
+            time.sleep(1)
+            writes_before = _counter(hook.metrics(), "webhook_status_write_total")
+            barrier = threading.Barrier(c)
+
+            def burst(i: int) -> int:
+                barrier.wait()
+                try:
+                    cell.delete_namespaced_pod(f"q{i}", ns2)
+                    return 200
+                except k8s.ApiException as error:
+                    return error.status
+
+            with ThreadPoolExecutor(max_workers=c) as pool:
+                results = list(pool.map(burst, range(c)))
+            writes = _counter(hook.metrics(), "webhook_status_write_total") - writes_before
+            admitted = results.count(200)
+            ratio = writes / admitted if admitted else float("inf")
+            print(
+                f"{c} concurrent deletions of one protector's pods: {admitted} admitted, "
+                f"{writes:.0f} status writes, {ratio:.2f} writes per admitted deletion"
+            )
+            print(f"  target <= 0.2: {'PASS' if ratio <= 0.2 else 'FAIL'}")
+            unregister(cell.api_client)
+        finally:
+            hook.stop()
+            stop_sandbox(sandbox)
+    return 0
+
+
+def _counter(metrics: str, name: str) -> float:
+    return sum(
+        float(line.rsplit(" ", 1)[1])
+        for line in metrics.splitlines()
+        if line.startswith(name + "{") or line.startswith(name + " ")
+    )
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
