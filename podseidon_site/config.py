@@ -186,6 +186,11 @@ class WebhookConfig(_Section):
     retry_jitter_millis: NonNegativeInt = Field(
         default=100, description="Random extra wait U[0, jitter) on top of the base."
     )
+    batch_window_millis: NonNegativeInt = Field(
+        default=0,
+        description="Wait this long before a status write so concurrent deletions of one "
+        "PodProtector share it (fewer writes and conflicts, more latency).",
+    )
     requires_pod_name: Literal["never", "always", "by-cell"] = Field(
         default="never", description="Record pod names in admission buckets."
     )

@@ -62,6 +62,7 @@ class RetryBatcher(Generic[Item, Result]):
         *,
         backoff_base: float = 0.1,
         backoff_jitter: float = 0.1,
+        window: float = 0.0,
         observer: BatchObserver | None = None,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], Any] = time.sleep,
@@ -69,6 +70,7 @@ class RetryBatcher(Generic[Item, Result]):
         self._execute = execute
         self._backoff_base = backoff_base
         self._backoff_jitter = backoff_jitter
+        self._window = window
         self._observer = observer
         self._clock = clock
         self._sleep = sleep
@@ -105,9 +107,13 @@ class RetryBatcher(Generic[Item, Result]):
                             state.pending.remove(pending)
                         raise BatchTimeout(f"no decision for {key} before the deadline")
                     state.running = True
-                    batch = state.pending
-                    state.pending = []
                 try:
+                    if self._window > 0:
+                        # Let requests that are already on their way join this batch.
+                        self._sleep(min(self._window, max(deadline - self._clock(), 0)))
+                    with self._lock:
+                        batch = state.pending
+                        state.pending = []
                     self._run(key, state, batch, pending)
                 finally:
                     with self._lock:

@@ -60,6 +60,7 @@ class WebhookRuntime:
             writer,
             backoff_base=webhook.retry_backoff_base_millis / 1000,
             backoff_jitter=webhook.retry_jitter_millis / 1000,
+            window=webhook.batch_window_millis / 1000,
             observer=self.observer,
         )
         self.decider = Decider(
