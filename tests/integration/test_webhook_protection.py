@@ -46,6 +46,8 @@ class Env:
 
 @pytest.fixture(scope="module")
 def env(clusters, tmp_path_factory) -> Iterator[Env]:
+    if not clusters.is_sandbox:
+        pytest.skip("a real kube-apiserver cannot call a webhook on this machine's loopback")
     install_crd(clusters.api("core"))
     work = tmp_path_factory.mktemp("webhook-protection")
     hook = start_webhook(work, clusters.kubeconfigs, tls_dir=work / "tls")
