@@ -310,3 +310,52 @@ def test_concurrent_deletions_never_overshoot(env: Env, ns: str) -> None:
         assert protector.status.summary.estimated_available_replicas >= min_available
         # Conservative direction only: a bucket may outlive a request that timed out later.
         assert admitted <= available - protector.status.summary.estimated_available_replicas
+
+
+def test_global_dry_run_allows_everything_but_records(env: Env, ns: str, tmp_path) -> None:
+    """A second webhook in dry-run mode (not registered; reviews posted to it directly): the
+    quota is spent and measured as if live, yet every deletion is allowed and marked."""
+    _setup(env, ns, {"cell-a": 2}, min_available=1)
+    hook = start_webhook(
+        tmp_path,
+        env.clusters.kubeconfigs,
+        tls_dir=tmp_path / "tls",
+        webhook_options={"dry_run": True},
+        workers=1,
+    )
+    try:
+        answers = []
+        for name in ("cell-a-0", "cell-a-1"):
+            pod = k8s.ApiClient().sanitize_for_serialization(
+                env.core("cell-a").read_namespaced_pod(name, ns)
+            )
+            status, body = hook.post("/cell-a", _direct_review(ns, pod))
+            assert status == 200
+            answers.append(json.loads(body)["response"])
+        assert all(a["allowed"] for a in answers)
+        assert answers[0]["auditAnnotations"] == {"dry-run": "1"}
+        assert answers[1]["auditAnnotations"] == {
+            "dry-run": "1",
+            "reject-by-podprotector": f"{ns}/protector",
+        }
+        # The admitted one was recorded exactly as a live webhook would have.
+        protector = read_protector(env.clusters.api("core"), ns, "protector")
+        buckets = protector.status.cell("cell-a").admission_history.buckets
+        assert [b.pod_uid for b in buckets] == [pod_uid(env, ns, "cell-a-0")]
+        metrics = hook.metrics()
+        # The second is refused as Retry: the first one's unconfirmed bucket holds the quota.
+        for result, rejected in (("Ok", "false"), ("Retry", "true")):
+            assert (
+                f'webhook_handle_pod_in_ppr_total{{cell="cell-a",namespace="",'
+                f'rejected="{rejected}",result="{result}"}} 1.0'
+            ) in metrics
+        assert (
+            'webhook_request_count{allowed="true",cell="cell-a",namespace="",user=""} 2.0'
+            in metrics
+        )
+    finally:
+        assert hook.stop() == 0
+
+
+def pod_uid(env: Env, ns: str, name: str) -> str:
+    return env.core("cell-a").read_namespaced_pod(name, ns).metadata.uid
