@@ -1,0 +1,67 @@
+"""`benchmarks/sandbox.py` at toy sizes, so that the script cannot rot unnoticed.
+
+Only checks that it runs end to end and prints its figure block; the throughput verdict is
+not asserted (a busy CI machine may well miss 500 writes/s).
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from .conftest import REPO
+
+pytestmark = pytest.mark.integration
+
+FIGURE_LINES = (
+    "=== sandbox benchmark ",
+    "seed pods:",
+    "seed podprotectors:",
+    "list pods (all):",
+    "list pods labelSelector=app:",
+    "writes:",
+    "  pod-status-patch",
+    "  ppr-status-put",
+    "sandbox CPU:",
+    "other CPU:",
+    "watch delivery, ms",
+    "  pods (1 watch):",
+    "  podprotectors (1 watch):",
+    "RESULT: ",
+)
+
+
+def test_sandbox_benchmark_runs(tmp_path: Path) -> None:
+    figures = tmp_path / "figures.json"
+    done = subprocess.run(
+        [
+            sys.executable,
+            str(REPO / "benchmarks" / "sandbox.py"),
+            *("--pods", "200", "--protectors", "20", "--watches", "2", "--seconds", "2"),
+            *("--clients", "4", "--json", str(figures)),
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+    assert done.returncode == 0, f"stdout:\n{done.stdout}\nstderr:\n{done.stderr}"
+    lines = done.stdout.splitlines()
+    for prefix in FIGURE_LINES:
+        assert any(line.startswith(prefix) for line in lines), f"no {prefix!r} line:\n{done.stdout}"
+    result = next(line for line in lines if line.startswith("RESULT: "))
+    assert result.split()[1] in ("PASS", "FAIL")
+
+    data = json.loads(figures.read_text())
+    assert data["seed"]["pods"]["count"] == 200
+    assert data["lists"]["pods (all)"]["items"] == 200
+    assert data["lists"]["pods labelSelector=app"]["items"] == 10
+    assert data["writes"]["ok"] > 0
+    for kind in ("pods", "podprotectors"):
+        # Every successful write reached every watch of its kind.
+        assert data["watches"][kind]["missing"] == 0, data["watches"][kind]
+        assert data["watches"][kind]["matched"] > 0
