@@ -10,7 +10,7 @@ webhook's hot path and drop fields the model does not know).
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
@@ -121,10 +121,25 @@ def api_client_for(access: ClusterAccess) -> k8s_client.ApiClient:
 class KubeClient:
     """Dict-in, dict-out access to one cluster. Safe to share between threads."""
 
-    def __init__(self, api_client: k8s_client.ApiClient, *, request_timeout: float = 30) -> None:
+    def __init__(
+        self,
+        api_client: k8s_client.ApiClient,
+        *,
+        request_timeout: float = 30,
+        before_write: Callable[[], Mapping[str, str]] | None = None,
+    ) -> None:
         self.api_client = api_client
         self.request_timeout = request_timeout
+        # Called before every non-GET request; may raise to stop the write (fencing) and
+        # returns extra headers to send with it (e.g. the fencing token, for audit).
+        self.before_write = before_write
         self._lock = threading.Lock()
+
+    def fenced(self, before_write: Callable[[], Mapping[str, str]]) -> KubeClient:
+        """A client sharing this one's connection pool whose writes pass ``before_write``."""
+        return KubeClient(
+            self.api_client, request_timeout=self.request_timeout, before_write=before_write
+        )
 
     @classmethod
     def from_access(cls, access: ClusterAccess) -> KubeClient:
@@ -141,6 +156,8 @@ class KubeClient:
         timeout: float | None = None,
     ) -> Any:
         headers = {"Accept": "application/json", "Content-Type": content_type}
+        if method != "GET" and self.before_write is not None:
+            headers.update(self.before_write())
         query_params = [(k, _query_value(v)) for k, v in (query or {}).items() if v is not None]
         try:
             response = self.api_client.call_api(
