@@ -7,27 +7,17 @@ one worker share a status write, which needs them to be in flight together.
 
 import os
 import sys
-import tempfile
 
-from podseidon_site.config import ConfigError, load_config
+from podseidon_site import gunicorn_common as common
 
-try:
-    _config = load_config()
-except ConfigError as error:
-    sys.stderr.write(f"podseidon: invalid configuration: {error}\n")
-    raise SystemExit(2) from None
-
+_config = common.load_or_exit()
 if not (_config.webhook.tls.cert_file and _config.webhook.tls.key_file):
     sys.stderr.write("podseidon: the webhook needs webhook.tls.cert_file and key_file\n")
     raise SystemExit(2)
 
 os.environ["PODSEIDON_ROLE"] = "webhook"
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "podseidon_site.settings.production")
-# Must be set before prometheus_client is imported anywhere, master or worker.
-os.environ.setdefault(
-    "PROMETHEUS_MULTIPROC_DIR",
-    os.path.join(tempfile.gettempdir(), f"podseidon-webhook-metrics-{os.getpid()}"),
-)
+common.use_multiprocess_metrics("webhook")
 
 wsgi_app = "podseidon_site.wsgi:application"
 bind = os.environ.get("GUNICORN_BIND", f"0.0.0.0:{_config.webhook.port}").split(",")
@@ -40,20 +30,13 @@ timeout = 60
 graceful_timeout = 15
 accesslog = "-" if os.environ.get("GUNICORN_ACCESS_LOG", "") == "1" else None
 errorlog = "-"
-metrics_port = int(os.environ.get("PODSEIDON_METRICS_PORT", str(_config.metrics.port)))
 
-
-def on_starting(server) -> None:
-    from podseidon_site.metrics import prepare_multiprocess_dir
-
-    prepare_multiprocess_dir(os.environ["PROMETHEUS_MULTIPROC_DIR"])
+on_starting = common.on_starting
+child_exit = common.child_exit
 
 
 def when_ready(server) -> None:
-    if metrics_port:
-        from podseidon_site.metrics import start_metrics_server
-
-        start_metrics_server(metrics_port)
+    common.start_metrics_server(common.metrics_port(_config))
 
 
 def post_worker_init(worker) -> None:
@@ -62,9 +45,3 @@ def post_worker_init(worker) -> None:
     from webhook.runtime import get_runtime
 
     get_runtime()
-
-
-def child_exit(server, worker) -> None:
-    from podseidon_site.metrics import worker_exited
-
-    worker_exited(worker.pid)
