@@ -12,6 +12,7 @@ import time
 
 import orjson
 from django.conf import settings
+from django.core.exceptions import RequestDataTooBig
 from django.http import HttpRequest, HttpResponse
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_POST
@@ -61,7 +62,11 @@ def admission_review(request: HttpRequest, cell_id: str) -> HttpResponse:
     length = int(request.headers.get("Content-Length") or 0)
     if length > MAX_BODY_BYTES:
         return _error(cell_id, 413, f"request body of {length} bytes exceeds {MAX_BODY_BYTES}")
-    body = request.body
+    try:
+        body = request.body
+    except RequestDataTooBig:
+        # Django's own cap (DATA_UPLOAD_MAX_MEMORY_SIZE) can be below ours.
+        return _error(cell_id, 413, "request body too large")
     if len(body) > MAX_BODY_BYTES:
         return _error(cell_id, 413, f"request body exceeds {MAX_BODY_BYTES} bytes")
     try:
