@@ -955,6 +955,16 @@ class Cluster:
             return existing if rt.return_deleted_object else self._success(rt, existing)
         raise errors.conflict(rt.plural, rt.group, name)
 
+    def force_remove(self, rt: ResourceType, namespace: str, name: str) -> dict[str, Any]:
+        """SANDBOX-ONLY backdoor (no real apiserver can do this): drop an object from storage
+        at once, as if etcd had lost it. No admission, finalizers ignored, no deletionTimestamp
+        is ever set; watchers get a DELETED event carrying the object as it was. Tests use it
+        to make a workload vanish "without being deleted" (the generator's dangling case)."""
+        ns = namespace if rt.namespaced else ""
+        existing = self.get(rt, ns, name)  # 404 when absent
+        self._remove(rt, ns, name)
+        return self._success(rt, existing)
+
     @staticmethod
     def _grace_period(rt: ResourceType, obj: dict[str, Any], options: DeleteOptions) -> int | None:
         """Seconds of graceful deletion (pods only), None for types deleted at once."""

@@ -25,6 +25,10 @@ from sandbox.store import StoreEvent, Watcher
 log = logging.getLogger(__name__)
 
 JSON = "application/json"
+# SANDBOX-ONLY: `DELETE <object>?sandboxForce=true` removes the object from storage at once, as if
+# etcd had lost it (no admission, finalizers ignored, no deletionTimestamp). A real apiserver
+# ignores the unknown parameter and deletes normally, so tests using it are sandbox-only.
+SANDBOX_FORCE_PARAM = "sandboxForce"
 
 
 @dataclass
@@ -186,6 +190,9 @@ class Handlers:
                 )
                 return self.object_response(request, route, obj)
             if method == "DELETE" and not route.subresource:
+                if _truthy(q.get(SANDBOX_FORCE_PARAM)):
+                    # SANDBOX-ONLY backdoor: vanish without deletionTimestamp or finalizers.
+                    return respond(self.cluster.force_remove(route.rt, route.namespace, route.name))
                 options = await self._delete_options(request)
                 result = await self.cluster.delete(route.rt, route.namespace, route.name, options)
                 if result.get("kind") == "Status":
