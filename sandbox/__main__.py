@@ -8,6 +8,10 @@ For each cluster NAME this writes DIR/NAME.kubeconfig, DIR/NAME.token and, once 
 DIR/NAME.ready (holding the server URL). SIGTERM/SIGINT stop it cleanly with exit status 0.
 Every cluster calls its ValidatingWebhookConfigurations as kube-apiserver does
 (sandbox/webhooks.py); --service-endpoint says where a webhook's clientConfig.service is.
+
+Sandbox-only test backdoor (never on a real apiserver): `DELETE <object path>?sandboxForce=true`
+drops the object from storage at once, as if etcd had lost it: no admission, finalizers
+ignored, no deletionTimestamp ever set; watchers see a plain DELETED event.
 """
 
 from __future__ import annotations
@@ -155,6 +159,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         metavar="MODULE:FACTORY",
         help="also run the plugins FACTORY(cluster) returns in every cluster (repeatable)",
     )
+    parser.add_argument(
+        "--write-log",
+        type=Path,
+        metavar="FILE",
+        help="append one JSON line per successful write (time, cluster, method, path, status, "
+        "resourceVersion, X-Podseidon-Fence header) to FILE",
+    )
     parser.add_argument("--log-level", default="INFO")
     args = parser.parse_args(argv)
     names = [n for n, _ in args.cluster]
@@ -171,6 +182,7 @@ async def _serve(args: argparse.Namespace) -> None:
         history_window=args.history_window,
         bookmark_interval=args.bookmark_interval,
         host=args.host,
+        write_log=args.write_log,
         # Controllers come last: admission plugins are in place before they write.
         plugin_factories=[
             dispatcher_factory(dict(args.service_endpoint)),

@@ -7,11 +7,13 @@ import contextlib
 import hmac
 import logging
 import secrets
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import IO, Any, Protocol
 
+import orjson
 from aiohttp import web
 
 from sandbox import discovery, errors
@@ -28,8 +30,14 @@ log = logging.getLogger(__name__)
 _PUBLIC_PATHS = frozenset({"/healthz", "/livez", "/readyz", "/version"})
 
 
-def build_app(cluster: Cluster, token: str, bookmark_interval: float = 5.0) -> web.Application:
-    """The HTTP face of `cluster`, guarded by a bearer `token`."""
+def build_app(
+    cluster: Cluster,
+    token: str,
+    bookmark_interval: float = 5.0,
+    write_log: IO[str] | None = None,
+) -> web.Application:
+    """The HTTP face of `cluster`, guarded by a bearer `token`; successful writes are appended
+    to `write_log` as JSON lines when given."""
     handlers = Handlers(cluster, bookmark_interval)
     expected = f"Bearer {token}".encode()
 
@@ -60,7 +68,21 @@ def build_app(cluster: Cluster, token: str, bookmark_interval: float = 5.0) -> w
             log.exception("internal error on %s %s", request.method, request.path)
             return error_response(errors.internal(str(exc) or type(exc).__name__))
 
-    app = web.Application(middlewares=[api], client_max_size=64 * 1024 * 1024)
+    @web.middleware
+    async def log_writes(request: web.Request, handler: Any) -> web.StreamResponse:
+        response = await handler(request)
+        if (
+            write_log is not None
+            and request.method not in ("GET", "HEAD", "OPTIONS")
+            and 200 <= response.status < 300
+            and "dryRun" not in request.query
+        ):
+            write_log.write(_write_record(cluster.name, request, response))
+            write_log.flush()
+        return response
+
+    middlewares = [log_writes, api] if write_log is not None else [api]
+    app = web.Application(middlewares=middlewares, client_max_size=64 * 1024 * 1024)
     app["cluster"] = cluster
     app["watchers"] = set()
 
@@ -69,6 +91,30 @@ def build_app(cluster: Cluster, token: str, bookmark_interval: float = 5.0) -> w
 
     app.router.add_route("*", "/{tail:.*}", fallback)
     return app
+
+
+FENCE_HEADER = "X-Podseidon-Fence"
+
+
+def _write_record(cluster: str, request: web.Request, response: web.StreamResponse) -> str:
+    """One `--write-log` line: when, where, what, the resulting resourceVersion, the fence."""
+    resource_version = None
+    body = getattr(response, "body", None)
+    if isinstance(body, bytes):
+        with contextlib.suppress(ValueError):
+            obj = orjson.loads(body)
+            if isinstance(obj, dict):
+                resource_version = (obj.get("metadata") or {}).get("resourceVersion")
+    record = {
+        "time": time.time(),
+        "cluster": cluster,
+        "method": request.method,
+        "path": request.path,
+        "status": response.status,
+        "resourceVersion": resource_version,
+        "fence": request.headers.get(FENCE_HEADER),
+    }
+    return orjson.dumps(record).decode() + "\n"
 
 
 def openapi(cluster: Cluster, request: web.Request) -> web.Response:
@@ -121,8 +167,11 @@ class SandboxServer:
     bookmark_interval: float = 5.0
     host: str = "127.0.0.1"
     plugin_factories: list[PluginFactory] = field(default_factory=list)
+    # Append one JSON line per successful write here (tests of writers, e.g. fencing).
+    write_log: Path | None = None
     running: dict[str, RunningCluster] = field(default_factory=dict)
     _flusher: asyncio.Task[None] | None = None
+    _write_log_file: IO[str] | None = None
 
     def _token(self, name: str) -> str:
         path = self.state_dir / f"{name}.token"
@@ -137,13 +186,15 @@ class SandboxServer:
         self.state_dir.mkdir(parents=True, exist_ok=True)
         pki: ServerPki = ensure_pki(self.state_dir)
         ssl_context = pki.ssl_context()
+        if self.write_log is not None:
+            self._write_log_file = open(self.write_log, "a", encoding="utf-8")  # noqa: SIM115
         for name, port in self.clusters.items():
             persistence = (
                 SqlitePersistence(self.state_dir / f"{name}.sqlite") if self.persist else None
             )
             cluster = Cluster(name, history_window=self.history_window, persistence=persistence)
             token = self._token(name)
-            app = build_app(cluster, token, self.bookmark_interval)
+            app = build_app(cluster, token, self.bookmark_interval, self._write_log_file)
             runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=2.0)
             await runner.setup()
             site = web.TCPSite(runner, self.host, port, ssl_context=ssl_context)
@@ -192,3 +243,6 @@ class SandboxServer:
             await rc.runner.cleanup()
             rc.cluster.close()
         self.running.clear()
+        if self._write_log_file is not None:
+            self._write_log_file.close()
+            self._write_log_file = None
