@@ -84,6 +84,9 @@ DATABASES = {
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 REDIS_URL = env.str("REDIS_URL", default="redis://127.0.0.1:6379/0")
+# Prefix of the controller runtime's keys and channel in Redis (leases, leader state, switch
+# events; workers/keys.py), so several installations or test runs can share one Redis.
+PODSEIDON_REDIS_PREFIX = env.str("PODSEIDON_REDIS_PREFIX", default="podseidon")
 
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
@@ -123,6 +126,16 @@ CELERY_RESULT_BACKEND = None
 CELERY_TASK_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_TIMEZONE = "UTC"
+# Controllers run as threads of the worker's main process (workers/bootstep.py); a thread pool
+# keeps that process from forking task children under them. Celery's CLI cannot tell an explicit
+# `--pool prefork` from its default, so choose prefork through this variable instead.
+CELERY_WORKER_POOL = env.str("CELERY_WORKER_POOL", default="threads")
+# Redis is also the leases' store: when it goes away the runtime stops the controllers safely,
+# and the worker must stay up to resume them when it returns, however long that takes.
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+CELERY_BROKER_CONNECTION_MAX_RETRIES = None
+# Celery 6's default, set now: no task outlives a lost broker connection (and no warning).
+CELERY_WORKER_CANCEL_LONG_RUNNING_TASKS_ON_CONNECTION_LOSS = True
 
 LOGGING = {
     "version": 1,

@@ -1,0 +1,79 @@
+"""Which controllers a worker builds, the test override, and the metrics port option."""
+
+from __future__ import annotations
+
+import pytest
+
+from podseidon_site.config import parse_config
+from workers.bootstep import metrics_port
+from workers.registry import TEST_CONTROLLERS_ENV, build_controllers, controller_keys
+
+
+class Named:
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def start(self, context) -> None: ...
+
+    def stop(self) -> None: ...
+
+
+def two(config):
+    return [Named("generator"), Named(f"aggregator/{config.cell_ids[0]}")]
+
+
+def duplicate(config):
+    return [Named("monitor"), Named("monitor")]
+
+
+def bad_name(config):
+    return [Named("aggregator/")]
+
+
+def test_keys_follow_the_configuration() -> None:
+    config = parse_config({"cells": [{"id": "cell-a"}, {"id": "cell-b"}]})
+    assert controller_keys(config) == [
+        "generator",
+        "aggregator/cell-a",
+        "aggregator/cell-b",
+        "monitor",
+    ]
+    config = parse_config({"generator": {"protection_selectors": {}, "monitor": False}})
+    assert controller_keys(config) == ["aggregator/default"]
+
+
+def test_the_test_override_replaces_the_registry() -> None:
+    config = parse_config({"cells": [{"id": "cell-a"}]})
+    environ = {TEST_CONTROLLERS_ENV: f"{__name__}:two"}
+    assert [c.name for c in build_controllers(config, environ)] == [
+        "generator",
+        "aggregator/cell-a",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("factory", "message"),
+    [("duplicate", "two controllers"), ("bad_name", "not a valid lease key")],
+)
+def test_controller_names_are_checked(factory: str, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        build_controllers(parse_config({}), {TEST_CONTROLLERS_ENV: f"{__name__}:{factory}"})
+
+
+def test_a_malformed_override_is_refused() -> None:
+    with pytest.raises(ValueError, match="MODULE:FACTORY"):
+        build_controllers(parse_config({}), {TEST_CONTROLLERS_ENV: "nocolon"})
+
+
+@pytest.mark.parametrize(
+    ("value", "port"), [(None, 9090), ("", 9090), ("0", 0), ("19090", 19090), (" 8080 ", 8080)]
+)
+def test_metrics_port(value: str | None, port: int) -> None:
+    environ = {} if value is None else {"PODSEIDON_METRICS_PORT": value}
+    assert metrics_port(9090, environ) == port
+
+
+@pytest.mark.parametrize("value", ["x", "-1", "65536"])
+def test_metrics_port_rejects_nonsense(value: str) -> None:
+    with pytest.raises(ValueError, match="PODSEIDON_METRICS_PORT"):
+        metrics_port(9090, {"PODSEIDON_METRICS_PORT": value})

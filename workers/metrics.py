@@ -1,0 +1,55 @@
+"""Metrics of the controller runtime (DESIGN §6), served on :9090 of every Celery worker.
+
+- ``heartbeat{component="worker"}``: Unix time of the worker runtime's last loop (every retry
+  period), whether or not it leads anything;
+- ``leader_heartbeat{controller}``: Unix time of the last successful lease acquisition/renewal,
+  present only on the worker that leads that controller (the series is removed on loss), so
+  ``time() - max by (controller) (leader_heartbeat)`` is the age of each controller's leadership;
+- ``controller_running{controller}``: 1 while this worker runs the controller (leads, not paused);
+- ``controller_fence_rejections_total{controller}``: writes stopped by the fence.
+
+Controller keys are bounded by the configuration (one per cell at most), so labels stay bounded.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import REGISTRY, Counter, Gauge
+
+
+def _shared_gauge(name: str, documentation: str, labels: list[str]) -> Gauge:
+    """A process-wide gauge other components may already have registered (``heartbeat``).
+
+    The webhook registers ``heartbeat{component}`` too; when both are imported in one process
+    (tests, tools) the second registration would fail, so reuse the first one.
+    """
+    try:
+        return Gauge(name, documentation, labels, multiprocess_mode="max")
+    except ValueError:
+        existing = REGISTRY._names_to_collectors.get(name)
+        if not isinstance(existing, Gauge):
+            raise
+        return existing
+
+
+HEARTBEAT = _shared_gauge(
+    "heartbeat", "Unix time of the component's last sign of life.", ["component"]
+)
+LEADER_HEARTBEAT = Gauge(
+    "leader_heartbeat",
+    "Unix time this process last acquired or renewed the controller's lease (leader only).",
+    ["controller"],
+    multiprocess_mode="max",
+)
+CONTROLLER_RUNNING = Gauge(
+    "controller_running",
+    "1 while this process runs the controller (holds its lease and it is not paused).",
+    ["controller"],
+    multiprocess_mode="max",
+)
+FENCE_REJECTIONS = Counter(
+    "controller_fence_rejections",
+    "Controller writes the fence stopped because the lease was not provably ours.",
+    ["controller"],
+)
+
+WORKER_COMPONENT = "worker"
