@@ -13,10 +13,19 @@ import threading
 from pathlib import Path
 
 from prometheus_client import REGISTRY as PROCESS_REGISTRY
-from prometheus_client import CollectorRegistry, multiprocess, start_http_server
+from prometheus_client import CollectorRegistry, Gauge, multiprocess, start_http_server
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+
+# Every component beats this one gauge (DESIGN §6 `heartbeat`), labelled by component, so it is
+# defined once here rather than by each component's observer.
+HEARTBEAT = Gauge(
+    "heartbeat",
+    "Unix time of the component's last sign of life.",
+    ["component"],
+    multiprocess_mode="max",
+)
 
 _server_lock = threading.Lock()
 _server_started = False

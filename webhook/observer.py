@@ -10,9 +10,10 @@ import logging
 import time
 from collections.abc import Hashable
 
-from prometheus_client import Counter, Gauge, Histogram
+from prometheus_client import Counter, Histogram
 
 from podseidon_site.config import MetricsConfig
+from podseidon_site.metrics import HEARTBEAT
 from protectors.model import PodProtector
 from webhook.review import ReviewRequest, Verdict
 
@@ -52,13 +53,6 @@ STATUS_WRITES = Counter(
     "PodProtector status writes made by the webhook.",
     ["pool"],
 )
-HEARTBEAT = Gauge(
-    "heartbeat",
-    "Unix time of the component's last sign of life.",
-    ["component"],
-    multiprocess_mode="max",
-)
-
 POOL = "podprotector-update"
 
 

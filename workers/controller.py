@@ -1,8 +1,9 @@
 """What every controller (generator, aggregator per cell, monitor) looks like to the runtime.
 
-The runtime (workers/runtime.py: Redis leases, the Celery worker bootstep) decides *when* a
-controller runs: it calls ``start`` once this process holds the controller's lease and is not
-paused, and ``stop`` as soon as it loses the lease or is paused. A controller decides *what* to
+The runtime (workers/runtime.py with workers/leases.py, workers/switches.py and the Celery
+worker bootstep in workers/bootstep.py) decides *when* a controller runs: it calls ``start``
+once this process holds the controller's lease and is not paused, and ``stop`` as soon as it
+loses the lease or is paused. A controller decides *what* to
 do: its informers, work queue and reconcile loop. Controllers never talk to Redis or Django.
 
 Every write a controller makes goes through ``ControllerContext`` clients whose writes are

@@ -13,27 +13,10 @@ Controller keys are bounded by the configuration (one per cell at most), so labe
 
 from __future__ import annotations
 
-from prometheus_client import REGISTRY, Counter, Gauge
+from prometheus_client import Counter, Gauge
 
+from podseidon_site.metrics import HEARTBEAT as HEARTBEAT  # re-exported for the runtime
 
-def _shared_gauge(name: str, documentation: str, labels: list[str]) -> Gauge:
-    """A process-wide gauge other components may already have registered (``heartbeat``).
-
-    The webhook registers ``heartbeat{component}`` too; when both are imported in one process
-    (tests, tools) the second registration would fail, so reuse the first one.
-    """
-    try:
-        return Gauge(name, documentation, labels, multiprocess_mode="max")
-    except ValueError:
-        existing = REGISTRY._names_to_collectors.get(name)
-        if not isinstance(existing, Gauge):
-            raise
-        return existing
-
-
-HEARTBEAT = _shared_gauge(
-    "heartbeat", "Unix time of the component's last sign of life.", ["component"]
-)
 LEADER_HEARTBEAT = Gauge(
     "leader_heartbeat",
     "Unix time this process last acquired or renewed the controller's lease (leader only).",
