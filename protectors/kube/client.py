@@ -204,13 +204,25 @@ class KubeClient:
             },
         )
 
-    def list_all(self, resource: Resource, namespace: str | None = None, **kwargs: Any) -> dict:
-        """List in pages so huge collections do not arrive as one response."""
+    def list_all(
+        self,
+        resource: Resource,
+        namespace: str | None = None,
+        *,
+        transform: Callable[[dict], dict] | None = None,
+        **kwargs: Any,
+    ) -> dict:
+        """List in pages so huge collections do not arrive as one response.
+
+        ``transform`` is applied page by page, so a cache that keeps a slimmed copy never holds
+        every full object of a large collection at once.
+        """
         items: list[dict] = []
         token: str | None = None
         while True:
             page = self.list(resource, namespace, limit=500, continue_token=token, **kwargs)
-            items.extend(page.get("items") or [])
+            page_items = page.get("items") or []
+            items.extend(map(transform, page_items) if transform else page_items)
             token = (page.get("metadata") or {}).get("continue") or None
             if not token:
                 page["items"] = items

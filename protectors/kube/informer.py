@@ -259,9 +259,12 @@ class Informer:
 
     def _relist(self) -> None:
         listing = self.client.list_all(
-            self.resource, self.namespace, label_selector=self.label_selector
+            self.resource,
+            self.namespace,
+            label_selector=self.label_selector,
+            transform=self._transform,
         )
-        items = [self._prepare(obj) for obj in listing.get("items") or []]
+        items = listing.get("items") or []
         fresh = {object_key(obj): obj for obj in items}
         with self._lock:
             old_store = self._store
