@@ -1,0 +1,1347 @@
+"""Controller benchmarks: aggregator convergence after a burst of pod events, aggregator CPU per
+1,000 pod events, memory per 10,000 cached pods, generator start-up.
+
+    .venv/bin/python benchmarks/controllers.py [--pprs 2000] [--pods-per-cell 5] [--flips 5000]
+        [--deployments 1000] [--aggregation-rate-ms N] [--json FILE]
+
+Starts its own sandbox (`core`, `cell-a`, `cell-b` in one `python -m sandbox --controllers none`
+process, loopback, temporary state dir) and seeds, from a separate driver process, --pprs
+PodProtectors in `core` (each selecting --pods-per-cell ready pods in each cell), their pods in
+both cells, and --deployments labelled Deployments in `core` namespace `bench-gen`. Then:
+
+1. memory: a fresh process holding only pod Informers (one per cell) with the aggregator's
+   transform reads its own VmRSS before listing and after each informer has synced, then with
+   the aggregator's pod index added; a second fresh process does the same without the transform;
+2. one AggregatorController per cell runs in this process (always-valid fence); once every
+   status is correct (polled by the driver), the driver flips --flips pods to not ready as fast
+   as the sandbox takes the status patches and polls the PodProtectors every --poll-interval
+   seconds until every cell's availableReplicas is right again;
+3. CPU per 1,000 pod events: this process's CPU over the burst minus its main thread's (only
+   harness code runs there; the driver is another process), net of the idle rate measured just
+   before, divided by the flips; the aggregator threads' own CPU, read from /proc/self/task, is
+   printed beside it as a cross-check;
+4. the aggregators stop; a GeneratorController (restricted to `bench-gen`) starts, and the
+   driver polls until every Deployment has its PodProtector.
+
+Prints a figure block. Exit status 0 when the run completed, 2 when the harness failed, 143 on
+SIGTERM. Results and their reading: docs/benchmarks.md, section "Controllers".
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import gc
+import json
+import multiprocessing
+import os
+import platform
+import random
+import shutil
+import signal
+import ssl
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections import deque
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+# `python benchmarks/controllers.py` puts benchmarks/ first on sys.path, where
+# benchmarks/sandbox.py would shadow the `sandbox` package: the repository root goes first.
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+import aiohttp  # noqa: E402
+import orjson  # noqa: E402
+
+CELLS = ("cell-a", "cell-b")
+CLUSTERS = ("core", *CELLS)
+NAMESPACE = "bench"
+GEN_NAMESPACE = "bench-gen"
+GROUP, VERSION, PLURAL = "podseidon.kubewharf.io", "v1alpha1", "podprotectors"
+MERGE_PATCH = "application/merge-patch+json"
+DEFAULT_RATE_MS = 1000  # the controllers' default aggregationRate
+STOP_TIMEOUT = 15.0
+_CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+
+class HarnessError(RuntimeError):
+    """The benchmark could not run (as opposed to: it ran and measured something slow)."""
+
+
+# --- small readings ---------------------------------------------------------------------------
+
+
+def vm_rss_mb() -> float:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def proc_cpu(pid: int) -> float:
+    """User + system CPU seconds of a live process (/proc/PID/stat)."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / _CLK_TCK
+
+
+def machine_busy() -> float:
+    """Busy CPU-seconds of the whole machine since boot (/proc/stat, idle and iowait excluded)."""
+    with open("/proc/stat") as f:
+        values = [int(v) for v in f.readline().split()[1:]]
+    return (sum(values[:8]) - values[3] - values[4]) / _CLK_TCK
+
+
+def thread_cpu() -> dict[str, float]:
+    """CPU seconds of every live thread of this process, by thread name (/proc/self/task)."""
+    out: dict[str, float] = {}
+    for thread in threading.enumerate():
+        tid = thread.native_id
+        if tid is None:
+            continue
+        try:
+            with open(f"/proc/self/task/{tid}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        seconds = (int(fields[11]) + int(fields[12])) / _CLK_TCK
+        out[thread.name] = out.get(thread.name, 0.0) + seconds
+    return out
+
+
+def thread_group(name: str) -> str:
+    if name.startswith("informer-aggregator/"):
+        return "pod watches" if name.endswith("/pods") else "podprotector watches"
+    if name.startswith("aggregator/"):
+        return "reconcile workers"
+    if name.startswith("informer-generator"):
+        return "generator watches"
+    if name.startswith("generator-worker"):
+        return "generator workers"
+    return "other"
+
+
+def grouped(before: dict[str, float], after: dict[str, float]) -> dict[str, float]:
+    groups: dict[str, float] = {}
+    for name, value in after.items():
+        group = thread_group(name)
+        groups[group] = groups.get(group, 0.0) + value - before.get(name, 0.0)
+    return groups
+
+
+def deep_size(roots: list[Any]) -> int:
+    """Bytes of every distinct object reachable from ``roots`` (dicts, lists and scalars)."""
+    seen: set[int] = set()
+    stack = list(roots)
+    total = 0
+    while stack:
+        obj = stack.pop()
+        if id(obj) in seen:
+            continue
+        seen.add(id(obj))
+        total += sys.getsizeof(obj)
+        if isinstance(obj, dict):
+            stack.extend(obj.keys())
+            stack.extend(obj.values())
+        elif isinstance(obj, list | tuple | set | frozenset):
+            stack.extend(obj)
+    return total
+
+
+# --- objects ----------------------------------------------------------------------------------
+
+
+def rfc3339(t: float) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(t))
+
+
+def app_of(i: int) -> str:
+    return f"app-{i:05d}"
+
+
+def ppr_name(i: int) -> str:
+    return f"ppr-{i:05d}"
+
+
+def pod_name(i: int, j: int) -> str:
+    return f"{app_of(i)}-{j}"
+
+
+def pod_body(i: int, j: int, cell_index: int) -> dict[str, Any]:
+    """A pod as a ReplicaSet would create it (the aggregator's transform drops most of it)."""
+    app = app_of(i)
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {
+            "name": pod_name(i, j),
+            "labels": {"app": app, "pod-template-hash": "5d8f7c9b4d", "tier": "bench"},
+            "annotations": {"bench.podseidon.io/seeded": "true"},
+            "ownerReferences": [
+                {
+                    "apiVersion": "apps/v1",
+                    "kind": "ReplicaSet",
+                    "name": f"{app}-5d8f7c9b4d",
+                    "uid": f"00000000-0000-4000-8000-{cell_index:02d}{i:010d}",
+                    "controller": True,
+                    "blockOwnerDeletion": True,
+                }
+            ],
+        },
+        "spec": {
+            "nodeName": f"node-{(i * 7 + j) % 100:03d}",
+            "serviceAccountName": "default",
+            "containers": [
+                {
+                    "name": "app",
+                    "image": "registry.local/bench/app:1.4.2",
+                    "ports": [{"containerPort": 8080, "protocol": "TCP"}],
+                    "resources": {
+                        "requests": {"cpu": "100m", "memory": "128Mi"},
+                        "limits": {"cpu": "500m", "memory": "256Mi"},
+                    },
+                    "readinessProbe": {"httpGet": {"path": "/healthz", "port": 8080}},
+                }
+            ],
+        },
+    }
+
+
+def pod_status(ready: bool, since: str, started: str, ip: str) -> dict[str, Any]:
+    """A kubelet-like status merge patch; the whole conditions list, so no condition is lost."""
+    flag = "True" if ready else "False"
+    return {
+        "status": {
+            "phase": "Running",
+            "conditions": [
+                {"type": "Initialized", "status": "True", "lastTransitionTime": started},
+                {"type": "Ready", "status": flag, "lastTransitionTime": since},
+                {"type": "ContainersReady", "status": flag, "lastTransitionTime": since},
+                {"type": "PodScheduled", "status": "True", "lastTransitionTime": started},
+            ],
+            "hostIP": "192.168.0.10",
+            "podIP": ip,
+            "startTime": started,
+            "containerStatuses": [
+                {
+                    "name": "app",
+                    "ready": ready,
+                    "started": True,
+                    "restartCount": 0,
+                    "image": "registry.local/bench/app:1.4.2",
+                    "imageID": "",
+                    "state": {"running": {"startedAt": started}},
+                }
+            ],
+        }
+    }
+
+
+def pod_ip(cell_index: int, i: int, j: int) -> str:
+    n = i * 16 + j
+    return f"10.{cell_index}.{(n >> 8) & 255}.{n & 255}"
+
+
+def ppr_body(i: int, min_available: int, rate_ms: int | None) -> dict[str, Any]:
+    spec: dict[str, Any] = {
+        "minAvailable": min_available,
+        "selector": {"matchLabels": {"app": app_of(i)}},
+    }
+    if rate_ms is not None:
+        spec["admissionHistoryConfig"] = {"aggregationRateMillis": rate_ms}
+    return {
+        "apiVersion": f"{GROUP}/{VERSION}",
+        "kind": "PodProtector",
+        "metadata": {"name": ppr_name(i)},
+        "spec": spec,
+    }
+
+
+def deployment_body(k: int, protect_label: str) -> dict[str, Any]:
+    name = f"gen-{k:05d}"
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": name, "labels": {protect_label: "true", "app": name}},
+        "spec": {
+            "replicas": 10,
+            "selector": {"matchLabels": {"app": name}},
+            "template": {
+                "metadata": {"labels": {"app": name}},
+                "spec": {"containers": [{"name": "app", "image": "registry.local/bench/app"}]},
+            },
+        },
+    }
+
+
+def choose_flips(pprs: int, per_cell: int, flips: int, seed: int) -> list[tuple[str, int, int]]:
+    """``flips`` pods (cell, ppr, index) spread over the protectors: pod 0 of every protector
+    in cell-a, then in cell-b, then pod 1 in cell-a, ...; sent in a shuffled order."""
+    chosen: list[tuple[str, int, int]] = []
+    for j in range(per_cell):
+        for cell in CELLS:
+            for i in range(pprs):
+                if len(chosen) == flips:
+                    break
+                chosen.append((cell, i, j))
+    random.Random(seed).shuffle(chosen)
+    return chosen
+
+
+# --- the driver process: seeding, the burst, polling ------------------------------------------
+
+
+class Api:
+    """aiohttp access to one sandbox cluster (bearer token, TLS verified against its CA)."""
+
+    def __init__(self, state_dir: Path, name: str, limit: int) -> None:
+        self.url = (state_dir / f"{name}.ready").read_text().strip()
+        if not self.url.startswith("https://127.0.0.1:"):
+            raise HarnessError(f"cluster {name} is not on loopback: {self.url}")
+        token = (state_dir / f"{name}.token").read_text().strip()
+        context = ssl.create_default_context(cafile=str(state_dir / "ca.crt"))
+        self.session = aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(ssl=context, limit=limit),
+            headers={"Authorization": f"Bearer {token}", "Accept": "application/json"},
+            timeout=aiohttp.ClientTimeout(total=120),
+            read_bufsize=1 << 20,
+        )
+
+    async def call(
+        self, method: str, path: str, body: Any = None, content_type: str = "application/json"
+    ) -> tuple[int, bytes]:
+        data = None if body is None else orjson.dumps(body)
+        headers = {"Content-Type": content_type} if data is not None else None
+        async with self.session.request(
+            method, self.url + path, data=data, headers=headers
+        ) as response:
+            return response.status, await response.read()
+
+    async def write(
+        self,
+        method: str,
+        path: str,
+        body: Any,
+        content_type: str = "application/json",
+        allowed: tuple[int, ...] = (),
+    ) -> None:
+        """A write that must succeed; retried a few times on a connection error or a 5xx."""
+        for attempt in range(3):
+            try:
+                status, raw = await self.call(method, path, body, content_type)
+            except (aiohttp.ClientError, TimeoutError) as error:
+                if attempt == 2:
+                    raise HarnessError(f"{method} {path}: {error}") from None
+                continue
+            if 200 <= status < 300 or status in allowed:
+                return
+            if status < 500 or attempt == 2:
+                raise HarnessError(f"{method} {path}: HTTP {status}: {raw[:300]!r}")
+
+    async def close(self) -> None:
+        await self.session.close()
+
+
+def ppr_path(namespace: str) -> str:
+    return f"/apis/{GROUP}/{VERSION}/namespaces/{namespace}/{PLURAL}"
+
+
+def pods_path(name: str | None = None) -> str:
+    base = f"/api/v1/namespaces/{NAMESPACE}/pods"
+    return base if name is None else f"{base}/{name}"
+
+
+async def run_jobs(
+    jobs: deque[Any], workers: int, fn: Callable[[Any], Awaitable[None]]
+) -> tuple[float, float, float]:
+    """Run ``fn(job)`` for every job from ``workers`` coroutines; (start, first send, end)."""
+    first: list[float] = []
+
+    async def worker() -> None:
+        while jobs:
+            job = jobs.popleft()
+            if not first:
+                first.append(time.monotonic())
+            await fn(job)
+
+    start = time.monotonic()
+    await asyncio.gather(*(worker() for _ in range(workers)))
+    return start, (first[0] if first else start), time.monotonic()
+
+
+class Driver:
+    """What the driver process does on command; every method returns a JSON-able dict."""
+
+    def __init__(self, state_dir: Path, clients: int) -> None:
+        self.clients = clients
+        self.api = {name: Api(state_dir, name, clients) for name in CLUSTERS}
+
+    async def close(self) -> None:
+        for api in self.api.values():
+            await api.close()
+
+    async def setup(self) -> dict[str, Any]:
+        for name in CLUSTERS:
+            body = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NAMESPACE}}
+            await self.api[name].write("POST", "/api/v1/namespaces", body, allowed=(409,))
+        body = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": GEN_NAMESPACE}}
+        await self.api["core"].write("POST", "/api/v1/namespaces", body, allowed=(409,))
+        return {}
+
+    async def seed_pods(self, pprs: int, per_cell: int) -> dict[str, Any]:
+        long_ago = time.time() - 3600
+        started, since = rfc3339(long_ago - 30), rfc3339(long_ago)
+        jobs: deque[tuple[int, int, int]] = deque(
+            (c, i, j) for i in range(pprs) for j in range(per_cell) for c in range(len(CELLS))
+        )
+
+        async def create(job: tuple[int, int, int]) -> None:
+            c, i, j = job
+            api = self.api[CELLS[c]]
+            await api.write("POST", pods_path(), pod_body(i, j, c))
+            status = pod_status(True, since, started, pod_ip(c, i, j))
+            await api.write("PATCH", pods_path(pod_name(i, j)) + "/status", status, MERGE_PATCH)
+
+        count = len(jobs)
+        start, _, end = await run_jobs(jobs, self.clients, create)
+        return {"count": count, "seconds": end - start}
+
+    async def seed_pprs(self, pprs: int, min_available: int, rate_ms: int | None) -> dict:
+        jobs = deque(range(pprs))
+
+        async def create(i: int) -> None:
+            await self.api["core"].write(
+                "POST", ppr_path(NAMESPACE), ppr_body(i, min_available, rate_ms)
+            )
+
+        start, _, end = await run_jobs(jobs, self.clients, create)
+        return {"count": pprs, "seconds": end - start}
+
+    async def seed_deployments(self, count: int, protect_label: str) -> dict[str, Any]:
+        jobs = deque(range(count))
+        path = f"/apis/apps/v1/namespaces/{GEN_NAMESPACE}/deployments"
+
+        async def create(k: int) -> None:
+            await self.api["core"].write("POST", path, deployment_body(k, protect_label))
+
+        start, _, end = await run_jobs(jobs, self.clients, create)
+        return {"count": count, "seconds": end - start}
+
+    async def converge(
+        self,
+        expected: dict[str, list[int]],
+        total: int,
+        interval: float,
+        timeout: float,
+    ) -> dict[str, Any]:
+        """Poll the protectors until every cell's availableReplicas (and totalReplicas) is as
+        expected. Returns every poll as (send, done, correct) in CLOCK_MONOTONIC seconds."""
+        index = {ppr_name(i): i for i in range(len(expected[CELLS[0]]))}
+        polls: list[tuple[float, float, int]] = []
+        deadline = time.monotonic() + timeout
+        while True:
+            t_send = time.monotonic()
+            status, raw = await self.api["core"].call("GET", ppr_path(NAMESPACE))
+            t_done = time.monotonic()
+            if status != 200:
+                raise HarnessError(f"list podprotectors: HTTP {status}: {raw[:300]!r}")
+            correct = 0
+            for item in orjson.loads(raw)["items"]:
+                i = index.get(item["metadata"]["name"])
+                if i is None:
+                    continue
+                cells = {
+                    c.get("cellID"): c.get("aggregation") or {}
+                    for c in (item.get("status") or {}).get("cells") or ()
+                }
+                if all(
+                    cells.get(cell, {}).get("availableReplicas") == expected[cell][i]
+                    and cells.get(cell, {}).get("totalReplicas") == total
+                    for cell in CELLS
+                ):
+                    correct += 1
+            polls.append((t_send, t_done, correct))
+            if correct == len(index) or t_done > deadline:
+                return {"polls": polls, "converged": correct == len(index), "count": len(index)}
+            await asyncio.sleep(max(0.0, t_send + interval - time.monotonic()))
+
+    async def burst(
+        self,
+        flips: list[tuple[str, int, int]],
+        expected: dict[str, list[int]],
+        total: int,
+        interval: float,
+        timeout: float,
+    ) -> dict[str, Any]:
+        """Flip the pods to not ready as fast as the sandbox takes it, polling meanwhile."""
+        now = time.time()
+        since, started = rfc3339(now), rfc3339(now - 3600)
+        cell_index = {cell: c for c, cell in enumerate(CELLS)}
+        poller = asyncio.get_running_loop().create_task(
+            self.converge(expected, total, interval, timeout)
+        )
+        answered: list[float] = []
+
+        async def flip(job: tuple[str, int, int]) -> None:
+            cell, i, j = job
+            body = pod_status(False, since, started, pod_ip(cell_index[cell], i, j))
+            await self.api[cell].write(
+                "PATCH", pods_path(pod_name(i, j)) + "/status", body, MERGE_PATCH
+            )
+            answered.append(time.monotonic())
+
+        try:
+            _, first, end = await run_jobs(deque(flips), self.clients, flip)
+        except BaseException:
+            poller.cancel()
+            raise
+        result = await poller
+        result.update(first_flip=first, last_flip=end, flips=len(answered))
+        return result
+
+    async def wait_count(
+        self, namespace: str, count: int, interval: float, timeout: float, ready: Any
+    ) -> dict[str, Any]:
+        """Poll the protectors of ``namespace`` until there are ``count`` of them."""
+        polls: list[tuple[float, float, int]] = []
+        deadline = time.monotonic() + timeout
+        ready()
+        while True:
+            t_send = time.monotonic()
+            status, raw = await self.api["core"].call("GET", ppr_path(namespace))
+            t_done = time.monotonic()
+            if status != 200:
+                raise HarnessError(f"list podprotectors: HTTP {status}: {raw[:300]!r}")
+            n = len(orjson.loads(raw)["items"])
+            polls.append((t_send, t_done, n))
+            if n >= count or t_done > deadline:
+                return {"polls": polls, "done": n >= count}
+            await asyncio.sleep(max(0.0, t_send + interval - time.monotonic()))
+
+
+def driver_main(conn: Any, state_dir: str, clients: int) -> None:
+    """Entry point of the driver process: run commands from the pipe until "stop"."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent handles Ctrl-C and stops us
+    asyncio.run(_driver_loop(conn, Path(state_dir), clients))
+
+
+async def _driver_loop(conn: Any, state_dir: Path, clients: int) -> None:
+    driver = Driver(state_dir, clients)
+    try:
+        while True:
+            try:
+                command, payload = await asyncio.to_thread(conn.recv)
+            except EOFError:
+                return  # the parent is gone
+            if command == "stop":
+                return
+            if command == "wait_count":
+                payload["ready"] = lambda: conn.send(("ready", time.monotonic()))
+            try:
+                result = await getattr(driver, command)(**payload)
+                conn.send(("ok", result))
+            except Exception as error:
+                conn.send(("error", f"{command}: {type(error).__name__}: {error}"))
+    finally:
+        await driver.close()
+
+
+class DriverProcess:
+    """The parent's handle on the driver process."""
+
+    def __init__(self, state_dir: Path, clients: int) -> None:
+        context = multiprocessing.get_context("spawn")
+        self.conn, child = context.Pipe()
+        self.process = context.Process(
+            target=driver_main,
+            args=(child, str(state_dir), clients),
+            name="controllers-bench-driver",
+            daemon=True,
+        )
+        self.process.start()
+        child.close()
+
+    @property
+    def pid(self) -> int:
+        assert self.process.pid is not None
+        return self.process.pid
+
+    def send(self, command: str, **payload: Any) -> None:
+        self.conn.send((command, payload))
+
+    def receive(
+        self, timeout: float, expect: str = "ok", tick: Callable[[], None] | None = None
+    ) -> Any:
+        """The driver's next answer; ``tick`` is called about every second meanwhile."""
+        deadline = time.monotonic() + timeout
+        while not self.conn.poll(min(1.0, max(deadline - time.monotonic(), 0.0))):
+            if time.monotonic() >= deadline:
+                raise HarnessError(f"the driver did not answer within {timeout:.0f} s")
+            if tick is not None:
+                tick()
+        kind, value = self.conn.recv()
+        if kind == "error":
+            raise HarnessError(value)
+        if kind != expect:
+            raise HarnessError(f"driver sent {kind!r}, expected {expect!r}")
+        return value
+
+    def call(self, command: str, wait: float, **payload: Any) -> Any:
+        """Run ``command`` and return its result, waiting at most ``wait`` seconds."""
+        self.send(command, **payload)
+        return self.receive(wait)
+
+    def stop(self) -> None:
+        with contextlib.suppress(OSError, ValueError):
+            self.conn.send(("stop", {}))
+        self.process.join(5)
+        if self.process.is_alive():
+            self.process.terminate()
+            self.process.join(5)
+        if self.process.is_alive():
+            self.process.kill()
+            self.process.join()
+
+
+# --- the memory probe (its own process) -------------------------------------------------------
+
+
+class _QuietObserver:
+    def listed(self, informer: str, count: int, resource_version: str) -> None:
+        pass
+
+    def watch_failed(self, informer: str, error: Exception, retry_in: float) -> None:
+        print(f"memory probe: {informer}: {error}", file=sys.stderr)
+
+    def relist_needed(self, informer: str, reason: str) -> None:
+        pass
+
+    def event(self, informer: str, event_type: str) -> None:
+        pass
+
+
+def memory_probe(conn: Any, state_dir: str, timeout: float, transform: bool) -> None:
+    """Entry point of a memory process: VmRSS before listing and after each cell's pod Informer
+    (with the aggregator's transform, or none) has synced, then with the aggregator's pod
+    index added. Sends the readings back through ``conn``."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        conn.send(("ok", _memory_probe(Path(state_dir), timeout, transform)))
+    except Exception as error:
+        conn.send(("error", f"memory probe: {type(error).__name__}: {error}"))
+
+
+def _memory_probe(state_dir: Path, timeout: float, transform: bool) -> dict[str, Any]:
+    from podseidon_site.config import ClusterAccess
+    from protectors.kube.client import PODS, KubeClient
+    from protectors.kube.informer import Informer
+    from workers.aggregator.controller import trim_pod
+    from workers.aggregator.index import PodCandidates
+
+    clients = {
+        cell: KubeClient.from_access(
+            ClusterAccess(kubeconfig=str(state_dir / f"{cell}.kubeconfig"))
+        )
+        for cell in CELLS
+    }
+    for client in clients.values():
+        client.list(PODS, limit=1)  # load the kubeconfig, open the TLS connection
+    gc.collect()
+    out: dict[str, Any] = {"rss_before": vm_rss_mb(), "cells": []}
+    informers = []
+    for cell in CELLS:
+        informer = Informer(
+            clients[cell],
+            PODS,
+            name=f"memory/{cell}",
+            transform=trim_pod if transform else None,
+            observer=_QuietObserver(),
+        )
+        cpu, t0 = time.process_time(), time.monotonic()
+        informer.start()
+        if not informer.wait_synced(timeout):
+            raise HarnessError(f"pod informer of {cell} did not sync within {timeout:.0f} s")
+        seconds, cpu = time.monotonic() - t0, time.process_time() - cpu
+        gc.collect()
+        out["cells"].append(
+            {
+                "cell": cell,
+                "pods": len(informer),
+                "sync_seconds": seconds,
+                "sync_cpu_seconds": cpu,
+                "rss_after": vm_rss_mb(),
+            }
+        )
+        informers.append(informer)
+    out["pods"] = sum(len(i) for i in informers)
+    out["rss_after"] = out["cells"][-1]["rss_after"]
+    out["deep_size_mb"] = deep_size([o for i in informers for o in (*i.items(), *i.keys())])
+    out["deep_size_mb"] /= 2**20
+    for informer in informers:
+        PodCandidates(informer)  # the aggregator's index of pods by namespace and label
+    gc.collect()
+    out["rss_with_index"] = vm_rss_mb()
+    for informer in informers:
+        informer.stop(timeout=0)
+    for informer in informers:
+        informer.stop(timeout=2)
+    return out
+
+
+def run_memory_probe(state_dir: Path, timeout: float, transform: bool) -> dict[str, Any]:
+    context = multiprocessing.get_context("spawn")
+    conn, child = context.Pipe()
+    process = context.Process(
+        target=memory_probe, args=(child, str(state_dir), timeout, transform), daemon=True
+    )
+    process.start()
+    child.close()
+    try:
+        if not conn.poll(timeout + 60):
+            raise HarnessError("the memory probe did not answer")
+        kind, value = conn.recv()
+        if kind == "error":
+            raise HarnessError(value)
+        return value
+    finally:
+        process.join(10)
+        if process.is_alive():
+            process.kill()
+            process.join()
+
+
+# --- the controllers, in this process ---------------------------------------------------------
+
+
+def metric(name: str, labels: dict[str, str]) -> float:
+    from prometheus_client import REGISTRY
+
+    return REGISTRY.get_sample_value(name, labels) or 0.0
+
+
+def aggregator_counts() -> dict[str, float]:
+    """Reconciles by outcome and status writes, both cells together (prometheus counters)."""
+    from workers.aggregator.observer import ReconcileError
+
+    counts = {"status_writes": 0.0}
+    for cell in CELLS:
+        for error in ReconcileError:
+            counts[error.value] = counts.get(error.value, 0.0) + metric(
+                "aggregator_reconcile_count", {"cell": cell, "error": error.value}
+            )
+        counts["status_writes"] += metric("aggregator_status_write_total", {"cell": cell})
+    counts["reconciles"] = sum(v for k, v in counts.items() if k != "status_writes")
+    return counts
+
+
+def delta(after: dict[str, float], before: dict[str, float]) -> dict[str, float]:
+    return {k: after[k] - before.get(k, 0.0) for k in after}
+
+
+def wait_quiet(quiet_for: float, timeout: float, tick: Callable[[], None] | None = None) -> float:
+    """Wait until no aggregator reconcile has finished for ``quiet_for`` seconds (any pending
+    key would be due within the aggregation delay); returns the time of the last reconcile."""
+    deadline = time.monotonic() + timeout
+    last = aggregator_counts()["reconciles"]
+    last_change = last_tick = time.monotonic()
+    while time.monotonic() - last_change < quiet_for:
+        if time.monotonic() > deadline:
+            raise HarnessError(f"the aggregators did not go quiet within {timeout:.0f} s")
+        time.sleep(0.1)
+        now = aggregator_counts()["reconciles"]
+        if now != last:
+            last, last_change = now, time.monotonic()
+        if tick is not None and time.monotonic() - last_tick >= 1.0:
+            last_tick = time.monotonic()
+            tick()
+    return last_change
+
+
+class Timeline:
+    """Samples, about once a second, of the aggregators' counters and CPU use."""
+
+    def __init__(self, pids: dict[str, int]) -> None:
+        self.pids = pids
+        self.samples: list[dict[str, float]] = []
+        self.tick()
+
+    def tick(self) -> None:
+        sample = {
+            "t": time.monotonic(),
+            "controllers": time.process_time() - time.thread_time(),
+            **aggregator_counts(),
+        }
+        for name, pid in self.pids.items():
+            with contextlib.suppress(OSError):
+                sample[name] = proc_cpu(pid)
+        self.samples.append(sample)
+
+    def series(self) -> dict[str, list[float]]:
+        """Per interval between samples: status writes and reconciles per second, and the
+        share of one core the controllers, the sandbox and the driver used."""
+        out: dict[str, list[float]] = {"seconds": []}
+        for a, b in zip(self.samples, self.samples[1:], strict=False):
+            span = b["t"] - a["t"]
+            if span <= 0:
+                continue
+            out["seconds"].append(b["t"] - self.samples[0]["t"])
+            for key in ("status_writes", "reconciles", "controllers", *self.pids):
+                out.setdefault(key, []).append((b.get(key, 0.0) - a.get(key, 0.0)) / span)
+        return out
+
+
+class CpuMark:
+    """This process's CPU, its threads' CPU, the sandbox's and the driver's, and the machine's."""
+
+    def __init__(self, pids: dict[str, int]) -> None:
+        self.t = time.monotonic()
+        self.process = time.process_time()
+        # Only harness code runs on the main thread (waiting, polling metrics, these readings);
+        # the controllers run on their own threads.
+        self.main = time.thread_time()
+        self.threads = thread_cpu()
+        self.others = {}
+        for name, pid in pids.items():
+            with contextlib.suppress(OSError):
+                self.others[name] = proc_cpu(pid)
+        self.machine = machine_busy()
+
+    def since(self, start: CpuMark) -> dict[str, Any]:
+        return {
+            "seconds": self.t - start.t,
+            "process": self.process - start.process,
+            "harness": self.main - start.main,
+            "controllers": (self.process - start.process) - (self.main - start.main),
+            "threads": grouped(start.threads, self.threads),
+            "others": {k: v - start.others.get(k, 0.0) for k, v in self.others.items()},
+            "machine": self.machine - start.machine,
+        }
+
+
+def converged_at(result: dict[str, Any], origin: float) -> dict[str, Any]:
+    """When the polls saw every status correct, relative to ``origin``: the first all-correct
+    poll's answer (upper bound) and the last not-all-correct poll's request (lower bound), and
+    when 50/90/99 % of the protectors were correct."""
+    polls = result["polls"]
+    count = result["count"]
+    out: dict[str, Any] = {"converged": result["converged"], "polls": len(polls)}
+    lower = None
+    for t_send, t_done, correct in polls:
+        if correct < count:
+            lower = t_send - origin
+        else:
+            out["upper"] = t_done - origin
+            break
+    out["lower"] = max(lower or 0.0, 0.0)
+    for share in (0.5, 0.9, 0.99):
+        out[f"p{round(share * 100)}"] = next(
+            (t_done - origin for _, t_done, correct in polls if correct >= share * count), None
+        )
+    return out
+
+
+def run(args: argparse.Namespace, state_dir: Path, sandbox_pid: int) -> dict[str, Any]:
+    from podseidon_site.config import (
+        CellConfig,
+        ClusterAccess,
+        GeneratorConfig,
+        PodseidonConfig,
+    )
+    from protectors import constants
+    from protectors.kube.client import KubeClient
+    from workers.aggregator.controller import AggregatorController
+    from workers.controller import AlwaysValidFence, ControllerContext
+    from workers.generator.controller import GeneratorController
+
+    out: dict[str, Any] = {"load_average_start": os.getloadavg()}
+    kubeconfigs = {name: str(state_dir / f"{name}.kubeconfig") for name in CLUSTERS}
+    driver = DriverProcess(state_dir, args.clients)
+    controllers: list[Any] = []
+    reports: list[str] = []
+    try:
+        # -- seeding ---------------------------------------------------------------------------
+        print("installing the CRD, seeding ...", flush=True)
+        from kubernetes import config as k8s_config
+
+        from tests.integration.webhook_env import install_crd
+
+        core_api = k8s_config.new_client_from_config(config_file=kubeconfigs["core"])
+        try:
+            install_crd(core_api)
+        finally:
+            core_api.close()
+        driver.call("setup", args.timeout)
+        cpu0 = proc_cpu(sandbox_pid)
+        out["seed_pods"] = driver.call(
+            "seed_pods", args.timeout * 4, pprs=args.pprs, per_cell=args.pods_per_cell
+        )
+        out["seed_pods"]["sandbox_cpu"] = proc_cpu(sandbox_pid) - cpu0
+        out["seed_pprs"] = driver.call(
+            "seed_pprs",
+            args.timeout,
+            pprs=args.pprs,
+            min_available=max(args.pods_per_cell, 1),
+            rate_ms=args.aggregation_rate_ms,
+        )
+        out["seed_deployments"] = driver.call(
+            "seed_deployments",
+            args.timeout,
+            count=args.deployments,
+            protect_label=constants.LABEL_PROTECT,
+        )
+        seeded = out["seed_pods"]
+        print(
+            f"seeded {seeded['count']} pods in {seeded['seconds']:.1f} s, {args.pprs} "
+            f"podprotectors, {args.deployments} Deployments",
+            flush=True,
+        )
+
+        # -- memory ----------------------------------------------------------------------------
+        print("memory probe ...", flush=True)
+        out["memory"] = run_memory_probe(state_dir, args.timeout, transform=True)
+        out["memory_untransformed"] = run_memory_probe(state_dir, args.timeout, transform=False)
+
+        # -- aggregators: cold start -----------------------------------------------------------
+        config = PodseidonConfig(
+            core=ClusterAccess(kubeconfig=kubeconfigs["core"]),
+            cells=[CellConfig(id=cell, kubeconfig=kubeconfigs[cell]) for cell in CELLS],
+        )
+        rate = (args.aggregation_rate_ms or DEFAULT_RATE_MS) / 1000
+        quiet_for = rate * float(config.aggregator.rate_jitter[1]) + 0.3
+        per_cell = args.pods_per_cell
+        expected = {cell: [per_cell] * args.pprs for cell in CELLS}
+
+        def report(error: str | None) -> None:
+            if error is not None:
+                reports.append(error)
+
+        gc.collect()
+        out["rss_before_aggregators"] = vm_rss_mb()
+        pids = {"sandbox": sandbox_pid, "driver": driver.pid}
+        print("aggregators: cold start ...", flush=True)
+        counts0 = aggregator_counts()
+        mark0 = CpuMark(pids)
+        driver.send(
+            "converge",
+            expected=expected,
+            total=per_cell,
+            interval=args.poll_interval,
+            timeout=args.timeout,
+        )
+        for cell in CELLS:
+            controller = AggregatorController(config, cell, workers=args.workers)
+            context = ControllerContext(
+                config=config,
+                core=KubeClient.from_access(config.core),
+                cells={c.id: KubeClient.from_access(c) for c in config.cells},
+                fence=AlwaysValidFence(),
+                report=report,
+            )
+            controller.start(context)
+            controllers.append(controller)
+        cold = driver.receive(args.timeout + 30)
+        if not cold["converged"]:
+            raise HarnessError("the aggregators' first statuses were not all correct in time")
+        out["cold"] = converged_at(cold, mark0.t)
+        wait_quiet(quiet_for, args.timeout)
+        out["cold"]["cpu"] = CpuMark(pids).since(mark0)
+        out["cold"]["counts"] = delta(aggregator_counts(), counts0)
+        gc.collect()
+        out["rss_aggregators"] = vm_rss_mb()
+        mark1 = CpuMark(pids)
+
+        # -- idle baseline ---------------------------------------------------------------------
+        time.sleep(args.idle_seconds)
+        mark2 = CpuMark(pids)
+        out["idle"] = mark2.since(mark1)
+
+        # -- the burst -------------------------------------------------------------------------
+        flips = choose_flips(args.pprs, per_cell, args.flips, args.seed)
+        after = {cell: list(values) for cell, values in expected.items()}
+        for cell, i, _ in flips:
+            after[cell][i] -= 1
+        print(f"burst: {len(flips)} readiness flips ...", flush=True)
+        counts2 = aggregator_counts()
+        mark2 = CpuMark(pids)
+        timeline = Timeline(pids)
+        driver.send(
+            "burst",
+            flips=flips,
+            expected=after,
+            total=per_cell,
+            interval=args.poll_interval,
+            timeout=args.timeout,
+        )
+        burst = driver.receive(args.timeout + 30, tick=timeline.tick)
+        if not burst["converged"]:
+            raise HarnessError("the statuses were not all correct in time after the burst")
+        last_reconcile = wait_quiet(quiet_for, args.timeout, tick=timeline.tick)
+        timeline.tick()
+        mark3 = CpuMark(pids)
+        out["burst"] = converged_at(burst, burst["first_flip"])
+        out["burst"].update(
+            flips=burst["flips"],
+            flip_seconds=burst["last_flip"] - burst["first_flip"],
+            last_reconcile=last_reconcile - burst["first_flip"],
+            cpu=mark3.since(mark2),
+            counts=delta(aggregator_counts(), counts2),
+            window_from_first_flip=mark3.t - burst["first_flip"],
+            timeline=timeline.series(),
+            timeline_origin=timeline.samples[0]["t"] - burst["first_flip"],
+        )
+        out["reports"] = reports[:5]
+        out["report_count"] = len(reports)
+        for controller in controllers:
+            controller.stop()
+        controllers.clear()
+
+        # -- generator start-up ----------------------------------------------------------------
+        print("generator start-up ...", flush=True)
+        gen_config = PodseidonConfig(
+            core=ClusterAccess(kubeconfig=kubeconfigs["core"], namespace=GEN_NAMESPACE),
+            cells=[CellConfig(id=cell, kubeconfig=kubeconfigs[cell]) for cell in CELLS],
+            generator=GeneratorConfig(),
+        )
+        generator = GeneratorController(gen_config)
+        gen_context = ControllerContext(
+            config=gen_config,
+            core=KubeClient.from_access(gen_config.core),
+            cells={},
+            fence=AlwaysValidFence(),
+            report=report,
+        )
+        reports.clear()
+        driver.send(
+            "wait_count",
+            namespace=GEN_NAMESPACE,
+            count=args.deployments,
+            interval=args.generator_poll_interval,
+            timeout=args.timeout,
+        )
+        driver.receive(30, expect="ready")
+        mark4 = CpuMark(pids)
+        generator.start(gen_context)
+        controllers.append(generator)
+        if not generator.wait_synced(args.timeout):
+            raise HarnessError("the generator's caches did not sync")
+        synced = time.monotonic() - mark4.t
+        counted = driver.receive(args.timeout + 30)
+        mark5 = CpuMark(pids)
+        if not counted["done"]:
+            raise HarnessError("not every Deployment got its PodProtector in time")
+        polls = counted["polls"]
+        lower = max([t_send for t_send, _, n in polls if n < args.deployments] or [mark4.t])
+        out["generator"] = {
+            "workers": gen_config.generator.workers,
+            "synced": synced,
+            "upper": polls[-1][1] - mark4.t,
+            "lower": max(lower - mark4.t, 0.0),
+            "cpu": mark5.since(mark4),
+            "writes": {
+                "protector creates": metric(
+                    "generator_protector_writes_total",
+                    {"kind": "deployments.apps", "action": "create"},
+                ),
+                "finalizer adds": metric(
+                    "generator_workload_finalizer_writes_total",
+                    {"kind": "Deployment", "action": "add"},
+                ),
+                "conflicts/errors": metric("generator_reconcile_count", {"error": "true"}),
+            },
+            "reports": reports[:5],
+        }
+        out["load_average_end"] = os.getloadavg()
+        return out
+    finally:
+        for controller in controllers:
+            controller.stop()
+        driver.stop()
+
+
+# --- the figure block -------------------------------------------------------------------------
+
+
+def fmt(value: float | None, digits: int = 2) -> str:
+    return "-" if value is None else f"{value:.{digits}f}"
+
+
+def not_ours(cpu: dict[str, Any]) -> float:
+    """CPU-seconds the machine spent outside this benchmark's processes in a window."""
+    return max(0.0, cpu["machine"] - cpu["process"] - sum(cpu["others"].values()))
+
+
+def print_figures(args: argparse.Namespace, out: dict[str, Any]) -> None:
+    pods = out["seed_pods"]["count"]
+    rate_ms = args.aggregation_rate_ms or DEFAULT_RATE_MS
+    rate_text = f"{rate_ms} ms" + ("" if args.aggregation_rate_ms else " (default)")
+    la0, la1 = out["load_average_start"], out["load_average_end"]
+    print()
+    print(
+        f"=== controllers benchmark {time.strftime('%Y-%m-%d %H:%M')}: {args.pprs} podprotectors, "
+        f"{pods} pods ({len(CELLS)} cells x {pods // len(CELLS)}), {args.flips} flips, "
+        f"aggregationRate {rate_text} ==="
+    )
+    print(
+        f"machine:      {os.cpu_count()} CPUs, Python {platform.python_version()}; load average "
+        f"{la0[0]:.2f} {la0[1]:.2f} {la0[2]:.2f} at start, {la1[0]:.2f} {la1[1]:.2f} "
+        f"{la1[2]:.2f} at end"
+    )
+    s = out["seed_pods"]
+    print(
+        f"seed:         {pods} pods in {s['seconds']:.1f} s ({pods / s['seconds']:.0f}/s, create "
+        f"+ status patch each; sandbox CPU {s['sandbox_cpu']:.1f} s), {args.pprs} podprotectors "
+        f"in {out['seed_pprs']['seconds']:.1f} s, {args.deployments} Deployments in "
+        f"{out['seed_deployments']['seconds']:.1f} s"
+    )
+
+    m, raw = out["memory"], out["memory_untransformed"]
+    per = 10000 / max(m["pods"], 1)
+    raw_per = 10000 / max(raw["pods"], 1)
+    first, second = m["cells"]
+    print(
+        f"memory:       pod Informers with the aggregator's transform, {m['pods']} pods: RSS "
+        f"{m['rss_before']:.1f} -> {m['rss_after']:.1f} MB = "
+        f"{(m['rss_after'] - m['rss_before']) * per:.1f} MB per 10,000 cached pods"
+    )
+    print(
+        f"              first cell +"
+        f"{(first['rss_after'] - m['rss_before']) * 10000 / max(first['pods'], 1):.1f}, second "
+        f"+{(second['rss_after'] - first['rss_after']) * 10000 / max(second['pods'], 1):.1f} MB "
+        f"per 10,000; live objects (deep size) {m['deep_size_mb'] * per:.1f} MB per 10,000; "
+        f"the aggregator's pod index +{(m['rss_with_index'] - m['rss_after']) * per:.1f} MB "
+        f"per 10,000"
+    )
+    print(
+        f"              without the transform: "
+        f"{(raw['rss_after'] - raw['rss_before']) * raw_per:.1f} MB RSS per 10,000 (live "
+        f"objects {raw['deep_size_mb'] * raw_per:.1f} MB); informer sync of "
+        f"{first['pods']} pods: {first['sync_seconds']:.2f} s, "
+        f"{first['sync_cpu_seconds']:.2f} CPU-s"
+    )
+
+    cold = out["cold"]
+    cc = cold["counts"]
+    print(
+        f"cold start:   2 aggregators, all {args.pprs} statuses correct {fmt(cold['upper'])} s "
+        f"after start (between {fmt(cold['lower'])} and {fmt(cold['upper'])}); "
+        f"{cc['status_writes']:.0f} status writes, {cc['conflict']:.0f} conflicts, "
+        f"{cc['reconciles']:.0f} reconciles; controllers' CPU "
+        f"{cold['cpu']['controllers']:.2f} s; RSS "
+        f"{out['rss_before_aggregators']:.0f} -> {out['rss_aggregators']:.0f} MB"
+    )
+    idle = out["idle"]
+    idle_rate = idle["controllers"] / idle["seconds"] if idle["seconds"] else 0.0
+    print(
+        f"idle:         controllers {idle_rate * 1000:.1f} ms CPU per second (over "
+        f"{idle['seconds']:.1f} s)"
+    )
+
+    b = out["burst"]
+    cpu = b["cpu"]
+    events = b["flips"]
+    net = cpu["controllers"] - idle_rate * cpu["seconds"]
+    threads = cpu["threads"]
+    aggregator_threads = sum(
+        v
+        for k, v in threads.items()
+        if k in ("pod watches", "podprotector watches", "reconcile workers")
+    )
+    bc = b["counts"]
+    print(
+        f"burst:        {events} readiness flips answered in {b['flip_seconds']:.2f} s "
+        f"({events / max(b['flip_seconds'], 1e-9):.0f}/s)"
+    )
+    print(
+        f"convergence:  all {args.pprs} statuses correct {fmt(b['upper'])} s after the first "
+        f"flip (between {fmt(b['lower'])} and {fmt(b['upper'])}; 50 % {fmt(b['p50'])}, 90 % "
+        f"{fmt(b['p90'])}, 99 % {fmt(b['p99'])} s), {fmt(b['upper'] - b['flip_seconds'])} s "
+        f"after the last flip was answered; last reconcile at {b['last_reconcile']:.2f} s"
+    )
+    print(
+        f"aggregator CPU: {net / max(events / 1000, 1e-9):.3f} CPU-s per 1,000 pod events "
+        f"(controllers {cpu['controllers']:.2f} s over {cpu['seconds']:.1f} s, minus idle "
+        f"{idle_rate * cpu['seconds']:.2f} s, / {events} events; harness thread "
+        f"{cpu['harness']:.2f} s not counted); aggregator threads "
+        f"{aggregator_threads:.2f} s = pod watches {threads.get('pod watches', 0):.2f}, "
+        f"podprotector watches {threads.get('podprotector watches', 0):.2f}, reconcile workers "
+        f"{threads.get('reconcile workers', 0):.2f}"
+    )
+    print(
+        f"              {bc['reconciles']:.0f} reconciles, {bc['status_writes']:.0f} status "
+        f"writes ({bc['status_writes'] / max(events, 1):.2f} per pod event), "
+        f"{bc['conflict']:.0f} conflicts; sandbox CPU {cpu['others'].get('sandbox', 0):.2f} s, "
+        f"driver {cpu['others'].get('driver', 0):.2f} s, machine busy {cpu['machine']:.2f} of "
+        f"{(os.cpu_count() or 1) * cpu['seconds']:.2f} CPU-s ({not_ours(cpu):.2f} s not ours)"
+    )
+    series = b["timeline"]
+    if series["seconds"]:
+        print("  second by second from the burst's start (CPU as a share of one core):")
+        rows = (
+            ("status writes/s", "status_writes", "{:.0f}"),
+            ("controllers CPU", "controllers", "{:.0%}"),
+            ("sandbox CPU", "sandbox", "{:.0%}"),
+            ("driver CPU", "driver", "{:.0%}"),
+        )
+        for label, key, form in rows:
+            values = " ".join(form.format(v) for v in series.get(key, []))
+            print(f"    {label + ':':<18}{values}")
+    g = out["generator"]
+    gcpu = g["cpu"]["threads"]
+    gen_threads = gcpu.get("generator workers", 0) + gcpu.get("generator watches", 0)
+    n = args.deployments
+    print(
+        f"generator:    {n} labelled Deployments -> {n} podprotectors {fmt(g['upper'])} s after "
+        f"start (between {fmt(g['lower'])} and {fmt(g['upper'])}; caches synced at "
+        f"{g['synced']:.2f} s; {n / max(g['upper'], 1e-9):.0f} Deployments/s, {g['workers']} "
+        f"workers)"
+    )
+    w = g["writes"]
+    print(
+        f"              generator threads {gen_threads:.2f} CPU-s = "
+        f"{gen_threads / max(n, 1) * 1000:.2f} ms per Deployment (controllers' CPU "
+        f"{g['cpu']['controllers']:.2f} s); {w['protector creates']:.0f} creates, "
+        f"{w['finalizer adds']:.0f} finalizer patches, {w['conflicts/errors']:.0f} failed "
+        f"reconciles; sandbox CPU {g['cpu']['others'].get('sandbox', 0):.2f} s"
+    )
+    if out.get("report_count"):
+        print(f"reported errors: {out['report_count']} (first: {out['reports'][0]})")
+    if g["reports"]:
+        print(f"generator reported errors: {g['reports']}")
+
+
+# --- entry point ------------------------------------------------------------------------------
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--pprs", type=int, default=2000, help="podprotectors (default 2000)")
+    parser.add_argument(
+        "--pods-per-cell",
+        type=int,
+        default=5,
+        help="pods each podprotector selects in each of the 2 cells (default 5)",
+    )
+    parser.add_argument(
+        "--flips", type=int, default=5000, help="pods flipped to not ready (default 5000)"
+    )
+    parser.add_argument(
+        "--deployments", type=int, default=1000, help="labelled Deployments (default 1000)"
+    )
+    parser.add_argument(
+        "--aggregation-rate-ms",
+        type=int,
+        default=None,
+        help="set spec.admissionHistoryConfig.aggregationRateMillis on every podprotector "
+        "(default: unset, so the controllers' default of 1000 ms applies)",
+    )
+    parser.add_argument(
+        "--workers", type=int, default=2, help="reconcile workers per aggregator (default 2)"
+    )
+    parser.add_argument(
+        "--clients",
+        type=int,
+        default=16,
+        help="concurrent HTTP requests of the driver when seeding and flipping (default 16)",
+    )
+    parser.add_argument(
+        "--poll-interval",
+        type=float,
+        default=0.5,
+        help="seconds between polls of the podprotectors' statuses (default 0.5)",
+    )
+    parser.add_argument(
+        "--generator-poll-interval",
+        type=float,
+        default=0.25,
+        help="seconds between counts of the generated podprotectors (default 0.25)",
+    )
+    parser.add_argument(
+        "--idle-seconds",
+        type=float,
+        default=3.0,
+        help="length of the idle CPU baseline before the burst (default 3)",
+    )
+    parser.add_argument(
+        "--history-window",
+        type=int,
+        default=None,
+        help="the sandbox's --history-window (default 2 x pods + flips + 10000)",
+    )
+    parser.add_argument("--seed", type=int, default=1, help="random seed of the flip order")
+    parser.add_argument(
+        "--timeout",
+        type=float,
+        default=300.0,
+        help="limit for each phase, seconds (seeding pods gets 4x) (default 300)",
+    )
+    parser.add_argument("--json", type=Path, help="also write every figure to this JSON file")
+    args = parser.parse_args(argv)
+    if args.pprs < 1 or args.pods_per_cell < 1 or args.deployments < 1 or args.clients < 1:
+        parser.error("--pprs, --pods-per-cell, --deployments and --clients must be >= 1")
+    if not 0 < args.flips <= args.pprs * args.pods_per_cell * len(CELLS):
+        parser.error("--flips must be between 1 and the number of pods")
+    if args.aggregation_rate_ms is not None and args.aggregation_rate_ms <= 0:
+        parser.error("--aggregation-rate-ms must be > 0")
+    if args.history_window is None:
+        args.history_window = 2 * args.pprs * args.pods_per_cell * len(CELLS) + args.flips + 10000
+    return args
+
+
+def _terminated(signum: int, frame: Any) -> None:
+    # Unwind through the `finally` blocks: controllers, driver and sandbox are stopped.
+    raise SystemExit(128 + signum)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    signal.signal(signal.SIGTERM, _terminated)
+    from tests.integration.conftest import start_sandbox
+
+    tmp = Path(tempfile.mkdtemp(prefix="podseidon-ctlbench-"))
+    state_dir = tmp / "state"
+    state_dir.mkdir()
+    sandbox = None
+    code = 2
+    try:
+        print(f"starting sandbox (state in {state_dir}) ...", flush=True)
+        sandbox = start_sandbox(state_dir, CLUSTERS, ("--history-window", str(args.history_window)))
+        out = run(args, state_dir, sandbox.pid)
+        out["date"] = time.strftime("%Y-%m-%d %H:%M")
+        out["options"] = {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()}
+        print_figures(args, out)
+        if args.json is not None:
+            args.json.write_text(json.dumps(out, indent=2) + "\n")
+        code = 0
+    except (HarnessError, OSError, RuntimeError) as error:
+        print(f"benchmark harness error: {type(error).__name__}: {error}", file=sys.stderr)
+        log = state_dir.parent / f"{state_dir.name}.log"
+        with contextlib.suppress(OSError):
+            tail = log.read_text(errors="replace")[-2000:]
+            if tail:
+                print(f"--- sandbox log tail ---\n{tail}", file=sys.stderr)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        code = 130
+    finally:
+        if sandbox is not None and sandbox.poll() is None:
+            sandbox.send_signal(signal.SIGTERM)
+            try:
+                sandbox.wait(timeout=STOP_TIMEOUT)
+            except subprocess.TimeoutExpired:
+                sandbox.kill()
+                sandbox.wait()
+        shutil.rmtree(tmp, ignore_errors=True)
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())
