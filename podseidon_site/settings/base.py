@@ -35,8 +35,11 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "rest_framework",
+    "rest_framework.authtoken",
     "django_filters",
     "drf_spectacular",
+    "drf_spectacular_sidecar",
+    "audit",
     "protectors",
     "webhook",
     "workers",
@@ -107,19 +110,43 @@ STATIC_URL = "static/"
 STATIC_ROOT = env.path("STATIC_ROOT", default=BASE_DIR / "var" / "static")
 
 REST_FRAMEWORK = {
+    # Token first: its WWW-Authenticate header makes DRF answer anonymous requests with 401
+    # rather than 403. Session authentication (with CSRF) serves the browser.
     "DEFAULT_AUTHENTICATION_CLASSES": [
+        "rest_framework.authentication.TokenAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],
+    "EXCEPTION_HANDLER": "podseidon_site.api.exception_handler",
 }
 SPECTACULAR_SETTINGS = {
     "TITLE": "Podseidon API",
-    "DESCRIPTION": "PodProtectors, cells, webhook state, controllers and the audit log.",
+    "DESCRIPTION": (
+        "PodProtectors, cells, webhook state, controllers and the audit log. Every endpoint "
+        "needs authentication (`Authorization: Token <key>` or a console session); actions "
+        "need the operator role, a non-empty `reason`, and are audited."
+    ),
     "VERSION": "v1",
     "SERVE_INCLUDE_SCHEMA": False,
+    "SERVE_PERMISSIONS": ["rest_framework.permissions.IsAuthenticated"],
+    # The machine running the console may have no internet: Swagger UI and Redoc come from the
+    # drf-spectacular-sidecar package's static files, never from a CDN.
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+    "COMPONENT_SPLIT_REQUEST": True,
 }
+
+# Console and API reads of the clusters (protectors/cache.py, protectors/clusters.py).
+# How long a request waits for the PodProtector cache's first list before answering 503.
+PODSEIDON_CACHE_SYNC_WAIT_SECONDS = env.float("PODSEIDON_CACHE_SYNC_WAIT_SECONDS", default=3.0)
+# Timeout of the reachability probe (GET /version) and how long its answer is reused.
+PODSEIDON_PROBE_TIMEOUT_SECONDS = env.float("PODSEIDON_PROBE_TIMEOUT_SECONDS", default=2.0)
+PODSEIDON_PROBE_CACHE_SECONDS = env.float("PODSEIDON_PROBE_CACHE_SECONDS", default=5.0)
+# Timeout of each request an action makes (patches of PodProtectors and webhook configurations).
+PODSEIDON_ACTION_TIMEOUT_SECONDS = env.float("PODSEIDON_ACTION_TIMEOUT_SECONDS", default=10.0)
 
 CELERY_BROKER_URL = REDIS_URL
 CELERY_RESULT_BACKEND = None

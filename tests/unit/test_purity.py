@@ -18,6 +18,12 @@ DJANGO_FACING = {
     "admin.py",
     "views.py",
     "urls.py",
+    # The console's and REST API's side (issue 6): cluster clients, the PodProtector cache,
+    # audited actions and the DRF views.
+    "api.py",
+    "cache.py",
+    "clusters.py",
+    "services.py",
     "forms.py",
     "serializers.py",
     "migrations",

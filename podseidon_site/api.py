@@ -1,0 +1,131 @@
+"""What every REST endpoint shares: error bodies, permissions, action plumbing, pagination.
+
+Every error answers ``{"error": {"code": ..., "message": ..., "details": ...}}``:
+
+| status | code | when |
+|---|---|---|
+| 400 | ``invalid`` | a field is missing or wrong (``details`` maps field → messages) |
+| 401 | ``not_authenticated`` / ``authentication_failed`` | no or a bad token/session |
+| 403 | ``permission_denied`` | an action without the operator role |
+| 404 | ``not_found`` / ``unknown_cell`` / ``unknown_controller`` | no such object |
+| 409 | ``conflict`` / ``not_registered`` / ``not_disabled_by_console`` | the action cannot apply |
+| 502 | ``cluster_unreachable`` / ``cluster_error`` / ``patch_failed`` | a cluster failed us |
+| 503 | ``cache_not_synced`` | the PodProtector cache is still listing (with Retry-After) |
+
+A failed action's ``details`` hold its audit record id and result.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
+from django.http import Http404
+from rest_framework import exceptions, permissions, serializers, status
+from rest_framework.pagination import PageNumberPagination
+from rest_framework.response import Response
+from rest_framework.views import exception_handler as drf_exception_handler
+
+from audit.actions import ActionFailed, ActionResult, InvalidAction
+from audit.roles import can_operate
+from protectors.cache import CacheNotSynced
+from protectors.kube.client import KubeError
+
+INVALID_STATUS = {"unknown_cell": 404, "unknown_controller": 404}
+
+
+def error_response(
+    status_code: int, code: str, message: str, details: Any = None, headers: dict | None = None
+) -> Response:
+    body = {"error": {"code": code, "message": message, "details": details}}
+    return Response(body, status=status_code, headers=headers)
+
+
+def _first_message(detail: Any) -> str:
+    if isinstance(detail, dict):
+        for key, value in detail.items():
+            inner = _first_message(value)
+            return inner if key == "non_field_errors" else f"{key}: {inner}"
+    if isinstance(detail, list) and detail:
+        return _first_message(detail[0])
+    return str(detail)
+
+
+def exception_handler(exc: Exception, context: dict) -> Response | None:
+    if isinstance(exc, InvalidAction):
+        details = {exc.field: [exc.message]} if exc.field else None
+        return error_response(INVALID_STATUS.get(exc.code, 400), exc.code, exc.message, details)
+    if isinstance(exc, ActionFailed):
+        return error_response(exc.status, exc.code, exc.action.message, exc.action.as_dict())
+    if isinstance(exc, CacheNotSynced):
+        return error_response(503, "cache_not_synced", str(exc), headers={"Retry-After": "2"})
+    if isinstance(exc, KubeError):
+        code = "cluster_unreachable" if exc.status == 0 else "cluster_error"
+        return error_response(502, code, str(exc))
+    if isinstance(exc, Http404):
+        exc = exceptions.NotFound()
+    elif isinstance(exc, DjangoPermissionDenied):
+        exc = exceptions.PermissionDenied(str(exc) or None)
+    response = drf_exception_handler(exc, context)
+    if response is None or not isinstance(exc, exceptions.APIException):
+        return response
+    if isinstance(exc, exceptions.ValidationError):
+        code, details = "invalid", exc.detail
+        message = _first_message(exc.detail)
+    else:
+        codes = exc.get_codes()
+        code = codes if isinstance(codes, str) else "error"
+        details = None
+        message = str(exc.detail)
+    response.data = {"error": {"code": code, "message": message, "details": details}}
+    return response
+
+
+class CanOperate(permissions.BasePermission):
+    """Reads for every authenticated user; anything else needs the operator role."""
+
+    message = "acting on the clusters needs the operator role"
+
+    def has_permission(self, request, view) -> bool:
+        if not (request.user and request.user.is_authenticated):
+            return False
+        return request.method in permissions.SAFE_METHODS or can_operate(request.user)
+
+
+class ActionRequestSerializer(serializers.Serializer):
+    reason = serializers.CharField(
+        max_length=2000, help_text="Why (required; kept in the audit log).", trim_whitespace=True
+    )
+
+
+class DryRunActionRequestSerializer(ActionRequestSerializer):
+    dry_run = serializers.BooleanField(
+        default=False, help_text="Report what would change without changing anything."
+    )
+
+
+class ActionResponseSerializer(serializers.Serializer):
+    outcome = serializers.ChoiceField(choices=["succeeded", "partial", "failed"])
+    message = serializers.CharField()
+    dry_run = serializers.BooleanField()
+    audit_id = serializers.IntegerField()
+    result = serializers.DictField(help_text="Counts, per-target results, saved selectors.")
+
+
+def action_response(result: ActionResult) -> Response:
+    return Response(result.as_dict(), status=status.HTTP_200_OK)
+
+
+class ErrorSerializer(serializers.Serializer):
+    class Body(serializers.Serializer):
+        code = serializers.CharField()
+        message = serializers.CharField()
+        details = serializers.JSONField(allow_null=True)
+
+    error = Body()
+
+
+class StandardPagination(PageNumberPagination):
+    page_size = 50
+    page_size_query_param = "page_size"
+    max_page_size = 500

@@ -1,0 +1,170 @@
+"""REST endpoints for PodProtectors and cells (`/api/v1/podprotectors/`, `/api/v1/cells/`)."""
+
+from __future__ import annotations
+
+from drf_spectacular.utils import OpenApiResponse, extend_schema
+from rest_framework.exceptions import NotFound
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from podseidon_site.api import (
+    ActionRequestSerializer,
+    ActionResponseSerializer,
+    CanOperate,
+    ErrorSerializer,
+    action_response,
+)
+from protectors import services
+from protectors.cache import RowFilter, protector_cache
+from protectors.serializers import (
+    CellListSerializer,
+    ProtectorDetailSerializer,
+    ProtectorPageSerializer,
+    ProtectorQuerySerializer,
+    ProtectorRowSerializer,
+    RemoveCellRequestSerializer,
+)
+from workers import services as worker_services
+
+ERRORS = {
+    400: OpenApiResponse(ErrorSerializer, description="Invalid request"),
+    401: OpenApiResponse(ErrorSerializer, description="Not authenticated"),
+    403: OpenApiResponse(ErrorSerializer, description="Not an operator"),
+    404: OpenApiResponse(ErrorSerializer, description="Unknown cell or object"),
+    409: OpenApiResponse(ErrorSerializer, description="The action cannot apply"),
+    502: OpenApiResponse(ErrorSerializer, description="A cluster failed (audited)"),
+    503: OpenApiResponse(ErrorSerializer, description="Cache still syncing"),
+}
+
+
+def errors(*codes: int) -> dict:
+    return {code: ERRORS[code] for code in codes}
+
+
+class ProtectorList(APIView):
+    @extend_schema(
+        parameters=[ProtectorQuerySerializer],
+        responses={200: ProtectorPageSerializer, **errors(400, 401, 502, 503)},
+        summary="PodProtectors from the cache, filtered, sorted and paginated",
+        operation_id="podprotectors_list",
+        tags=["podprotectors"],
+    )
+    def get(self, request: Request) -> Response:
+        query = ProtectorQuerySerializer(data=request.query_params)
+        query.is_valid(raise_exception=True)
+        q = query.validated_data
+        row_filter = RowFilter(
+            namespace=q.get("namespace"),
+            name=q.get("name"),
+            source_kind=q.get("source_kind"),
+            source_name=q.get("source_name"),
+            at_risk=q.get("at_risk"),
+            cell=q.get("cell"),
+        )
+        page = protector_cache().query(
+            row_filter, sort=q["sort"], page=q["page"], page_size=q["page_size"]
+        )
+        return Response(
+            {
+                "count": page.count,
+                "page": page.page,
+                "page_size": page.page_size,
+                "pages": page.pages,
+                "results": ProtectorRowSerializer(page.rows, many=True).data,
+            }
+        )
+
+
+class ProtectorDetail(APIView):
+    @extend_schema(
+        responses={200: ProtectorDetailSerializer, **errors(401, 404, 502, 503)},
+        summary="One PodProtector: spec, every cell, source workload, recent events",
+        tags=["podprotectors"],
+    )
+    def get(self, request: Request, namespace: str, name: str) -> Response:
+        detail = services.protector_detail(namespace, name)
+        if detail is None:
+            raise NotFound(f"no PodProtector {namespace}/{name}")
+        return Response(ProtectorDetailSerializer(detail).data)
+
+
+class CellList(APIView):
+    @extend_schema(
+        responses={200: CellListSerializer, **errors(401)},
+        summary="Cells: totals across PodProtectors, reachability, aggregator leader and switch",
+        tags=["cells"],
+    )
+    def get(self, request: Request) -> Response:
+        return Response(CellListSerializer(services.list_cells()).data)
+
+
+class RemoveCell(APIView):
+    permission_classes = [CanOperate]
+
+    @extend_schema(
+        request=RemoveCellRequestSerializer,
+        responses={200: ActionResponseSerializer, **errors(400, 401, 403, 404, 502)},
+        summary="Remove this cell from every (or every matching) PodProtector",
+        description=(
+            "Applies the `remove-cell-once` annotation to every matching PodProtector that has "
+            "the cell in its status; the generator then drops the cell's aggregation and "
+            "buckets and removes the annotation. Use it when a cell is gone for good: its pods "
+            "stop counting toward every workload's availability. `dry_run` reports the counts "
+            "without writing."
+        ),
+        tags=["cells"],
+    )
+    def post(self, request: Request, cell_id: str) -> Response:
+        body = RemoveCellRequestSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        data = body.validated_data
+        result = services.remove_cell_from_protectors(
+            request.user,
+            cell_id=cell_id,
+            reason=data["reason"],
+            namespace=data.get("namespace"),
+            label_selector=data.get("label_selector"),
+            names=data.get("names"),
+            dry_run=data["dry_run"],
+        )
+        return action_response(result)
+
+
+class AggregatorSwitch(APIView):
+    permission_classes = [CanOperate]
+    paused = True
+
+    def post(self, request: Request, cell_id: str) -> Response:
+        body = ActionRequestSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        result = worker_services.set_aggregator_paused(
+            request.user, cell_id, self.paused, reason=body.validated_data["reason"]
+        )
+        return action_response(result)
+
+
+class AggregatorPause(AggregatorSwitch):
+    paused = True
+
+    @extend_schema(
+        request=ActionRequestSerializer,
+        responses={200: ActionResponseSerializer, **errors(400, 401, 403, 404)},
+        summary="Pause this cell's aggregator (its counts in status stop changing)",
+        tags=["cells"],
+    )
+    def post(self, request: Request, cell_id: str) -> Response:
+        return super().post(request, cell_id)
+
+
+class AggregatorResume(AggregatorSwitch):
+    paused = False
+
+    @extend_schema(
+        request=ActionRequestSerializer,
+        responses={200: ActionResponseSerializer, **errors(400, 401, 403, 404)},
+        summary="Resume this cell's aggregator",
+        tags=["cells"],
+    )
+    def post(self, request: Request, cell_id: str) -> Response:
+        return super().post(request, cell_id)

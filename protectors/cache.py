@@ -1,0 +1,308 @@
+"""The console's and API's view of every PodProtector: one Informer, pre-computed rows.
+
+One process-wide Informer lists and watches PodProtectors in the core cluster (the configured
+namespace, or all). It starts on the first request that needs it (thread-safe, once per
+configuration) and keeps running in the background. Every add/update turns the object into a
+``ProtectorRow`` (the numbers the table shows, parsed once), so a table request filters and
+sorts plain tuples: 10,000 protectors page as fast as 10, and no request calls the API per row.
+
+Until the first list has completed, readers get ``CacheNotSynced`` (the API answers 503 with
+``Retry-After``).
+"""
+
+from __future__ import annotations
+
+import operator
+import threading
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from django.conf import settings
+
+from protectors import constants
+from protectors.clusters import CORE, client_for
+from protectors.kube.client import PODPROTECTORS
+from protectors.kube.informer import FunctionHandler, Informer, object_key
+
+
+class CacheNotSynced(Exception):
+    """The PodProtector cache has not finished its first list yet."""
+
+
+@dataclass(frozen=True, slots=True)
+class CellNumbers:
+    cell_id: str
+    total: int
+    available: int
+    ready: int
+    scheduled: int
+    running: int
+    buckets: int  # admitted deletions not yet confirmed by the cell's pod stream
+    last_event_time: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class ProtectorRow:
+    namespace: str
+    name: str
+    source_kind: str
+    source_name: str
+    required: int
+    aggregated: int
+    estimated: int
+    total: int
+    bucket_lag: int | None  # status.summary.maxLatencyMillis
+    cells: tuple[CellNumbers, ...]
+    pending_removal: tuple[str, ...]  # cells named in the remove-cell-once annotation
+    terminating: bool
+    created: str | None
+
+    @property
+    def key(self) -> str:
+        return f"{self.namespace}/{self.name}"
+
+    @property
+    def at_risk(self) -> bool:
+        """No deletion would be admitted now: the estimate is at or below the minimum."""
+        return self.estimated <= self.required
+
+    @property
+    def cell_ids(self) -> tuple[str, ...]:
+        return tuple(c.cell_id for c in self.cells)
+
+
+def _int(value: Any) -> int:
+    return value if isinstance(value, int) and not isinstance(value, bool) else 0
+
+
+def _cells(status: Mapping[str, Any]) -> tuple[CellNumbers, ...]:
+    out = []
+    for cell in status.get("cells") or ():
+        if not isinstance(cell, Mapping) or not cell.get("cellID"):
+            continue
+        agg = cell.get("aggregation") or {}
+        buckets = (cell.get("admissionHistory") or {}).get("buckets") or ()
+        weight = sum(_int(b.get("counter")) or 1 for b in buckets if isinstance(b, Mapping))
+        out.append(
+            CellNumbers(
+                cell_id=str(cell["cellID"]),
+                total=_int(agg.get("totalReplicas")),
+                available=_int(agg.get("availableReplicas")),
+                ready=_int(agg.get("readyReplicas")),
+                scheduled=_int(agg.get("scheduledReplicas")),
+                running=_int(agg.get("runningReplicas")),
+                buckets=weight,
+                last_event_time=agg.get("lastEventTime"),
+            )
+        )
+    return tuple(sorted(out, key=operator.attrgetter("cell_id")))
+
+
+def make_row(obj: Mapping[str, Any]) -> ProtectorRow:
+    """The table row of one PodProtector (tolerates malformed objects: zeros, not errors)."""
+    from workers.generator.protector import parse_remove_cell_once
+
+    metadata = obj.get("metadata") or {}
+    labels = metadata.get("labels") or {}
+    annotations = metadata.get("annotations") or {}
+    spec = obj.get("spec") or {}
+    status = obj.get("status") or {}
+    summary = status.get("summary") or {}
+    lag = summary.get("maxLatencyMillis")
+    return ProtectorRow(
+        namespace=metadata.get("namespace", ""),
+        name=metadata.get("name", ""),
+        source_kind=labels.get(constants.LABEL_SOURCE_KIND, ""),
+        source_name=labels.get(constants.LABEL_SOURCE_NAME, ""),
+        required=_int(spec.get("minAvailable")),
+        aggregated=_int(summary.get("aggregatedAvailableReplicas")),
+        estimated=_int(summary.get("estimatedAvailableReplicas")),
+        total=_int(summary.get("totalReplicas")),
+        bucket_lag=lag if isinstance(lag, int) and not isinstance(lag, bool) else None,
+        cells=_cells(status),
+        pending_removal=parse_remove_cell_once(
+            annotations.get(constants.ANNOTATION_REMOVE_CELL_ONCE)
+        ),
+        terminating=bool(metadata.get("deletionTimestamp")),
+        created=metadata.get("creationTimestamp"),
+    )
+
+
+SORT_KEYS = {
+    "namespace": lambda r: (r.namespace, r.name),
+    "name": lambda r: (r.name, r.namespace),
+    "required": lambda r: (r.required, r.namespace, r.name),
+    "aggregated": lambda r: (r.aggregated, r.namespace, r.name),
+    "estimated": lambda r: (r.estimated, r.namespace, r.name),
+    # No lag recorded sorts below every recorded lag.
+    "bucket_lag": lambda r: (-1 if r.bucket_lag is None else r.bucket_lag, r.namespace, r.name),
+}
+
+
+@dataclass(frozen=True)
+class RowFilter:
+    namespace: str | None = None
+    name: str | None = None  # substring, case-insensitive
+    source_kind: str | None = None  # case-insensitive
+    source_name: str | None = None
+    at_risk: bool | None = None
+    cell: str | None = None  # has this cell in status
+
+    def matches(self, row: ProtectorRow) -> bool:
+        if self.namespace and row.namespace != self.namespace:
+            return False
+        if self.name and self.name.lower() not in row.name.lower():
+            return False
+        if self.source_kind and row.source_kind.lower() != self.source_kind.lower():
+            return False
+        if self.source_name and row.source_name != self.source_name:
+            return False
+        if self.at_risk is not None and row.at_risk != self.at_risk:
+            return False
+        return not (self.cell and self.cell not in row.cell_ids)
+
+
+@dataclass(frozen=True)
+class Page:
+    count: int
+    page: int
+    page_size: int
+    rows: list[ProtectorRow]
+
+    @property
+    def pages(self) -> int:
+        return max(1, -(-self.count // self.page_size))
+
+
+class ProtectorCache:
+    """An Informer on PodProtectors plus their rows, keyed ``namespace/name``."""
+
+    def __init__(self, informer: Informer) -> None:
+        self.informer = informer
+        self._rows: dict[str, ProtectorRow] = {}
+        self._rows_lock = threading.Lock()
+        informer.add_handler(
+            FunctionHandler(
+                add=self._put, update=lambda _old, new: self._put(new), delete=self._drop
+            )
+        )
+
+    def _put(self, obj: dict) -> None:
+        row = make_row(obj)
+        with self._rows_lock:
+            self._rows[row.key] = row
+
+    def _drop(self, obj: dict) -> None:
+        with self._rows_lock:
+            self._rows.pop(object_key(obj), None)
+
+    # -- reading ---------------------------------------------------------------------------
+
+    def require_synced(self, wait: float = 0.0) -> None:
+        if not self.informer.wait_synced(wait):
+            raise CacheNotSynced(
+                "the PodProtector cache is still listing the core cluster; try again shortly"
+            )
+
+    def rows(self) -> list[ProtectorRow]:
+        self.require_synced()
+        with self._rows_lock:
+            return list(self._rows.values())
+
+    def row(self, namespace: str, name: str) -> ProtectorRow | None:
+        self.require_synced()
+        with self._rows_lock:
+            return self._rows.get(f"{namespace}/{name}")
+
+    def get(self, namespace: str, name: str) -> dict | None:
+        self.require_synced()
+        return self.informer.get_by_name(namespace, name)
+
+    def query(
+        self,
+        row_filter: RowFilter,
+        *,
+        sort: str = "namespace",
+        page: int = 1,
+        page_size: int = 50,
+    ) -> Page:
+        descending = sort.startswith("-")
+        key = SORT_KEYS[sort.lstrip("-")]
+        matching = [r for r in self.rows() if row_filter.matches(r)]
+        matching.sort(key=key, reverse=descending)
+        start = (page - 1) * page_size
+        return Page(len(matching), page, page_size, matching[start : start + page_size])
+
+    def cell_ids_in_status(self) -> set[str]:
+        return {cell.cell_id for row in self.rows() for cell in row.cells}
+
+
+def cell_totals(rows: Iterable[ProtectorRow]) -> dict[str, dict[str, int]]:
+    """Per cell ID: sums of its aggregation over every protector that has it in status."""
+    totals: dict[str, dict[str, int]] = {}
+    for row in rows:
+        for cell in row.cells:
+            t = totals.setdefault(
+                cell.cell_id,
+                dict.fromkeys(
+                    (
+                        "protectors",
+                        "total",
+                        "available",
+                        "ready",
+                        "scheduled",
+                        "running",
+                        "buckets",
+                    ),
+                    0,
+                ),
+            )
+            t["protectors"] += 1
+            t["total"] += cell.total
+            t["available"] += cell.available
+            t["ready"] += cell.ready
+            t["scheduled"] += cell.scheduled
+            t["running"] += cell.running
+            t["buckets"] += cell.buckets
+    return totals
+
+
+_lock = threading.Lock()
+_cache: ProtectorCache | None = None
+_cache_config: Any = None
+
+
+def protector_cache(*, wait: float | None = None) -> ProtectorCache:
+    """The process-wide cache, started on first use; raises CacheNotSynced until it has listed.
+
+    ``wait`` (default ``PODSEIDON_CACHE_SYNC_WAIT_SECONDS``) bounds how long this call waits
+    for the first list.
+    """
+    global _cache, _cache_config
+    config = settings.PODSEIDON
+    with _lock:
+        if _cache is None or _cache_config is not config:
+            if _cache is not None:
+                _cache.informer.stop(timeout=1)
+            # The watch holds its connection open: the client's timeout is the watch's own.
+            informer = Informer(
+                client_for(CORE, timeout=30),
+                PODPROTECTORS,
+                name="console-podprotectors",
+                namespace=config.core.namespace or None,
+            )
+            _cache, _cache_config = ProtectorCache(informer), config
+            informer.start()
+        cache = _cache
+    cache.require_synced(settings.PODSEIDON_CACHE_SYNC_WAIT_SECONDS if wait is None else wait)
+    return cache
+
+
+def stop_cache() -> None:
+    """Stop the background informer (tests, shutdown)."""
+    global _cache, _cache_config
+    with _lock:
+        cache, _cache, _cache_config = _cache, None, None
+    if cache is not None:
+        cache.informer.stop(timeout=2)

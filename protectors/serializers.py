@@ -1,0 +1,159 @@
+"""Request and response shapes of the PodProtector and cell endpoints."""
+
+from __future__ import annotations
+
+from rest_framework import serializers
+
+from podseidon_site.api import DryRunActionRequestSerializer
+from protectors.cache import SORT_KEYS
+
+SORT_CHOICES = [k for key in SORT_KEYS for k in (key, f"-{key}")]
+
+
+class ProtectorQuerySerializer(serializers.Serializer):
+    namespace = serializers.CharField(required=False, help_text="Exact namespace.")
+    name = serializers.CharField(required=False, help_text="Name contains (case-insensitive).")
+    source_kind = serializers.CharField(required=False, help_text="Workload kind, e.g. Deployment.")
+    source_name = serializers.CharField(required=False, help_text="Workload name (exact).")
+    at_risk = serializers.BooleanField(
+        required=False, allow_null=True, default=None, help_text="Estimated ≤ minAvailable."
+    )
+    cell = serializers.CharField(required=False, help_text="Has this cell in its status.")
+    sort = serializers.ChoiceField(
+        choices=SORT_CHOICES, default="namespace", help_text="A column; prefix '-' to reverse."
+    )
+    page = serializers.IntegerField(min_value=1, default=1)
+    page_size = serializers.IntegerField(min_value=1, max_value=500, default=50)
+
+
+class CellNumbersSerializer(serializers.Serializer):
+    cell_id = serializers.CharField()
+    total = serializers.IntegerField()
+    available = serializers.IntegerField()
+    ready = serializers.IntegerField()
+    scheduled = serializers.IntegerField()
+    running = serializers.IntegerField()
+    buckets = serializers.IntegerField(help_text="Admitted deletions not yet confirmed.")
+    last_event_time = serializers.CharField(allow_null=True)
+
+
+class ProtectorRowSerializer(serializers.Serializer):
+    namespace = serializers.CharField()
+    name = serializers.CharField()
+    source_kind = serializers.CharField()
+    source_name = serializers.CharField()
+    required = serializers.IntegerField(help_text="spec.minAvailable")
+    aggregated = serializers.IntegerField(help_text="status.summary.aggregatedAvailableReplicas")
+    estimated = serializers.IntegerField(help_text="status.summary.estimatedAvailableReplicas")
+    total = serializers.IntegerField(help_text="status.summary.totalReplicas")
+    bucket_lag = serializers.IntegerField(
+        allow_null=True, help_text="status.summary.maxLatencyMillis"
+    )
+    at_risk = serializers.BooleanField()
+    cells = CellNumbersSerializer(many=True)
+    pending_removal = serializers.ListField(child=serializers.CharField())
+    terminating = serializers.BooleanField()
+    created = serializers.CharField(allow_null=True)
+
+
+class ProtectorPageSerializer(serializers.Serializer):
+    count = serializers.IntegerField()
+    page = serializers.IntegerField()
+    page_size = serializers.IntegerField()
+    pages = serializers.IntegerField()
+    results = ProtectorRowSerializer(many=True)
+
+
+class ProtectorDetailSerializer(serializers.Serializer):
+    row = ProtectorRowSerializer()
+    metadata = serializers.DictField()
+    spec = serializers.DictField()
+    status = serializers.DictField(help_text="Every cell's aggregation and admission buckets.")
+    source = serializers.DictField(help_text="The workload it was generated from (one GET).")
+    events = serializers.DictField(help_text="Recent events: items, and error if listing failed.")
+
+
+class ReachabilitySerializer(serializers.Serializer):
+    reachable = serializers.BooleanField()
+    version = serializers.CharField(allow_null=True)
+    error = serializers.CharField(allow_null=True)
+    checked_at = serializers.FloatField()
+    latency_ms = serializers.FloatField(allow_null=True)
+
+
+class SwitchSerializer(serializers.Serializer):
+    paused = serializers.BooleanField()
+    reason = serializers.CharField(allow_blank=True)
+    changed_by = serializers.CharField(allow_blank=True)
+    changed_at = serializers.DateTimeField(allow_null=True)
+
+
+class LeaderSerializer(serializers.Serializer):
+    active = serializers.BooleanField()
+    worker = serializers.CharField()
+    hostname = serializers.CharField()
+    pid = serializers.IntegerField()
+    token = serializers.IntegerField()
+    since = serializers.DateTimeField()
+    renewed_at = serializers.DateTimeField()
+    heartbeat_age_seconds = serializers.FloatField()
+    lease_duration_seconds = serializers.FloatField()
+    paused = serializers.BooleanField()
+    running = serializers.BooleanField()
+    released = serializers.BooleanField()
+    last_reconcile_at = serializers.DateTimeField(allow_null=True)
+    last_reconcile_failed = serializers.BooleanField()
+    last_error = serializers.CharField(allow_null=True)
+    last_error_at = serializers.DateTimeField(allow_null=True)
+
+
+class ControllerSerializer(serializers.Serializer):
+    key = serializers.CharField()
+    configured = serializers.BooleanField()
+    switch = SwitchSerializer()
+    leader = LeaderSerializer(allow_null=True)
+
+
+class CellTotalsSerializer(serializers.Serializer):
+    protectors = serializers.IntegerField()
+    total = serializers.IntegerField()
+    available = serializers.IntegerField()
+    ready = serializers.IntegerField()
+    scheduled = serializers.IntegerField()
+    running = serializers.IntegerField()
+    buckets = serializers.IntegerField()
+
+
+class CellSerializer(serializers.Serializer):
+    id = serializers.CharField()
+    configured = serializers.BooleanField(
+        help_text="False for a cell that is only left in some PodProtector's status."
+    )
+    reachability = ReachabilitySerializer(allow_null=True)
+    totals = CellTotalsSerializer(allow_null=True)
+    pending_removal = serializers.IntegerField(
+        help_text="PodProtectors whose remove-cell-once annotation names this cell."
+    )
+    aggregator = ControllerSerializer(allow_null=True)
+
+
+class CellListSerializer(serializers.Serializer):
+    cells = CellSerializer(many=True)
+    cache_synced = serializers.BooleanField()
+    cache_error = serializers.CharField(allow_null=True)
+    redis_error = serializers.CharField(allow_null=True)
+
+
+class RemoveCellRequestSerializer(DryRunActionRequestSerializer):
+    namespace = serializers.CharField(
+        required=False, allow_blank=True, help_text="Only PodProtectors in this namespace."
+    )
+    label_selector = serializers.CharField(
+        required=False, allow_blank=True, help_text="Only PodProtectors matching this selector."
+    )
+    names = serializers.ListField(
+        child=serializers.CharField(max_length=253),
+        required=False,
+        max_length=10000,
+        help_text="Only PodProtectors with these names.",
+    )

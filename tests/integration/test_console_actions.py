@@ -1,0 +1,274 @@
+"""Console actions through the REST API against the sandbox clusters (or real ones).
+
+- Remove cell-a from 50 PodProtectors: the API annotates them, the real generator (in-process,
+  restricted to the test's namespace) drops cell-a from every status and the annotation.
+- Disable the webhook registration in cell-a and re-enable it: the stored object carries the
+  never-matching selector (with the previous one saved on it), then exactly the original one.
+- The PodProtector table is served by the real Informer cache.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import json
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from typing import Any, TypeVar
+
+import pytest
+from django.contrib.auth.models import Group, User
+from kubernetes import client as k8s
+from rest_framework.test import APIClient
+
+from podseidon_site.config import ClusterAccess, GeneratorConfig, PodseidonConfig, parse_config
+from protectors import cache as cache_module
+from protectors import clusters as cluster_clients
+from protectors import constants
+from protectors.kube.client import (
+    DEPLOYMENTS,
+    PODPROTECTORS,
+    VALIDATING_WEBHOOKS,
+    KubeClient,
+    KubeError,
+)
+from webhook.registration import render_webhook_configuration
+from webhook.services import NEVER_MATCHING_SELECTOR, SAVED_ANNOTATION
+from workers.controller import AlwaysValidFence, ControllerContext
+from workers.generator.controller import GeneratorController
+
+from .webhook_env import install_crd, write_aggregation
+
+pytestmark = [pytest.mark.integration, pytest.mark.django_db]
+
+T = TypeVar("T")
+PROTECTORS = 50
+CUSTOM_SELECTOR = {
+    "matchLabels": {"podseidon-test/guarded": "yes"},
+    "matchExpressions": [
+        {"key": "app.kubernetes.io/part-of", "operator": "NotIn", "values": ["podseidon"]},
+        {"key": "tier", "operator": "In", "values": ["front", "back"]},
+    ],
+}
+
+
+def wait_for(fn: Callable[[], T], what: str, timeout: float = 30.0) -> T:
+    deadline = time.monotonic() + timeout
+    while True:
+        value = fn()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+        time.sleep(0.1)
+
+
+@pytest.fixture
+def namespace(clusters) -> Iterator[str]:
+    install_crd(clusters.api("core"))
+    name = f"console-{uuid.uuid4().hex[:8]}"
+    core = k8s.CoreV1Api(clusters.api("core"))
+    core.create_namespace(k8s.V1Namespace(metadata=k8s.V1ObjectMeta(name=name)))
+    yield name
+
+
+@pytest.fixture
+def site(clusters, namespace, settings) -> Iterator[dict[str, Any]]:
+    kubeconfigs = {n: str(p) for n, p in clusters.kubeconfigs.items()}
+    settings.PODSEIDON = parse_config(
+        {
+            "core": {"kubeconfig": kubeconfigs["core"], "namespace": namespace},
+            "cells": [
+                {"id": "cell-a", "kubeconfig": kubeconfigs["cell-a"]},
+                {"id": "cell-b", "kubeconfig": kubeconfigs["cell-b"]},
+            ],
+            "generator": {"protection_selectors": {"deployments.apps": "protect=true"}},
+            "webhook": {"url": "https://127.0.0.1:1"},
+        }
+    )
+    settings.PODSEIDON_CACHE_SYNC_WAIT_SECONDS = 10
+    cluster_clients.reset()
+    operator = User.objects.create_user("oscar", password="pw-oscar-123456")
+    operator.groups.add(Group.objects.get(name="operator"))
+    api = APIClient()
+    api.force_authenticate(operator)
+    yield {"api": api, "config": settings.PODSEIDON, "kubeconfigs": kubeconfigs}
+    cache_module.stop_cache()
+    cluster_clients.reset()
+
+
+@pytest.fixture
+def generator(clusters, namespace) -> Iterator[KubeClient]:
+    core = KubeClient.from_access(ClusterAccess(kubeconfig=str(clusters.kubeconfigs["core"])))
+    config = PodseidonConfig(
+        core=ClusterAccess(kubeconfig=str(clusters.kubeconfigs["core"]), namespace=namespace),
+        generator=GeneratorConfig(
+            protection_selectors={"deployments.apps": "protect=true"}, workers=4
+        ),
+    )
+    errors: list[str] = []
+    controller = GeneratorController(config)
+    controller.start(
+        ControllerContext(
+            config=config,
+            core=core,
+            cells={},
+            fence=AlwaysValidFence(),
+            report=lambda error: errors.append(error) if error else None,
+        )
+    )
+    assert controller.wait_synced(15)
+    yield core
+    # Release the workloads the normal way (the generator removes its finalizers), then stop.
+    for item in core.list(DEPLOYMENTS, namespace)["items"]:
+        core.delete(DEPLOYMENTS, namespace, item["metadata"]["name"])
+    wait_for(lambda: not core.list(DEPLOYMENTS, namespace)["items"], "workloads to go", 60)
+    controller.stop()
+    assert errors == []
+
+
+def _deployment(name: str) -> dict:
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": name, "labels": {"protect": "true", "tier": "front"}},
+        "spec": {
+            "replicas": 6,
+            "selector": {"matchLabels": {"app": name}},
+            "template": {
+                "metadata": {"labels": {"app": name}},
+                "spec": {"containers": [{"name": "c", "image": "nginx"}]},
+            },
+        },
+    }
+
+
+def _write_cells(api: k8s.ApiClient, namespace: str, name: str) -> None:
+    for _attempt in range(20):
+        try:
+            write_aggregation(api, namespace, name, {"cell-a": 3, "cell-b": 3})
+            return
+        except k8s.ApiException as error:
+            if error.status != 409:
+                raise
+            time.sleep(0.05)
+    raise AssertionError(f"could not write the status of {name}")
+
+
+def test_remove_cell_a_from_50_protectors(clusters, namespace, site, generator) -> None:
+    core = generator
+    names = [f"app-{i:02d}" for i in range(PROTECTORS)]
+    for name in names:
+        core.create(DEPLOYMENTS, namespace, _deployment(name))
+    wait_for(
+        lambda: len(core.list(PODPROTECTORS, namespace)["items"]) == PROTECTORS,
+        "the generator to create 50 protectors",
+    )
+    protector_names = [f"deployment-{name}" for name in names]  # the generator's naming
+    for name in protector_names:
+        _write_cells(clusters.api("core"), namespace, name)
+
+    api = site["api"]
+    # The table comes from the console's own Informer cache.
+    listed = wait_for(
+        lambda: (
+            body := api.get("/api/v1/podprotectors/", {"cell": "cell-a", "page_size": 100}).json()
+        )
+        and body.get("count") == PROTECTORS
+        and body,
+        "the console cache to see cell-a in every protector",
+    )
+    assert {r["name"] for r in listed["results"]} == set(protector_names)
+    assert {r["source_name"] for r in listed["results"]} == set(names)
+
+    detail = api.get(f"/api/v1/podprotectors/{namespace}/{protector_names[0]}/").json()
+    assert detail["source"]["found"] is True and detail["source"]["replicas"] == 6
+    assert [c["cellID"] for c in detail["status"]["cells"]] == ["cell-a", "cell-b"]
+    assert detail["events"]["error"] is None
+
+    dry = api.post(
+        "/api/v1/cells/cell-a/remove-from-protectors/",
+        {"reason": "cell-a decommissioned", "dry_run": True},
+        format="json",
+    ).json()
+    assert dry["result"]["annotated"] == PROTECTORS
+    assert all(
+        constants.ANNOTATION_REMOVE_CELL_ONCE not in (p["metadata"].get("annotations") or {})
+        for p in core.list(PODPROTECTORS, namespace)["items"]
+    )
+
+    response = api.post(
+        "/api/v1/cells/cell-a/remove-from-protectors/",
+        {"reason": "cell-a decommissioned"},
+        format="json",
+    )
+    assert response.status_code == 200, response.content
+    result = response.json()["result"]
+    assert (result["matched"], result["annotated"], result["failed"]) == (PROTECTORS, 50, 0)
+
+    def all_removed() -> bool:
+        for ppr in core.list(PODPROTECTORS, namespace)["items"]:
+            annotations = ppr["metadata"].get("annotations") or {}
+            if constants.ANNOTATION_REMOVE_CELL_ONCE in annotations:
+                return False
+            cells = [c["cellID"] for c in (ppr.get("status") or {}).get("cells") or []]
+            if cells != ["cell-b"]:
+                return False
+        return True
+
+    wait_for(all_removed, "the generator to drop cell-a from every status", 60)
+    for ppr in core.list(PODPROTECTORS, namespace)["items"]:
+        assert ppr["status"]["summary"]["aggregatedAvailableReplicas"] == 3
+
+    # Idempotent: nothing left to do.
+    again = api.post(
+        "/api/v1/cells/cell-a/remove-from-protectors/", {"reason": "again"}, format="json"
+    ).json()
+    assert again["result"]["annotated"] == 0
+    assert again["result"]["not_in_status"] == PROTECTORS
+
+
+def test_disable_and_reenable_the_webhook_in_cell_a(clusters, site) -> None:
+    cell_a = KubeClient.from_access(ClusterAccess(kubeconfig=site["kubeconfigs"]["cell-a"]))
+    cell_b = KubeClient.from_access(ClusterAccess(kubeconfig=site["kubeconfigs"]["cell-b"]))
+    registrations = {}
+    for cell_id, kube in (("cell-a", cell_a), ("cell-b", cell_b)):
+        obj = render_webhook_configuration(site["config"], cell_id)
+        obj["webhooks"][0]["objectSelector"] = copy.deepcopy(CUSTOM_SELECTOR)
+        with contextlib.suppress(KubeError):  # left over from an earlier run
+            kube.delete(VALIDATING_WEBHOOKS, None, obj["metadata"]["name"])
+        registrations[cell_id] = kube.create(VALIDATING_WEBHOOKS, None, obj)
+    name = registrations["cell-a"]["metadata"]["name"]
+    api = site["api"]
+    try:
+        response = api.post("/api/v1/webhook/cell-a/disable/", {"reason": "webhook storm"})
+        assert response.status_code == 200, response.content
+        stored = cell_a.get(VALIDATING_WEBHOOKS, None, name)
+        assert stored["webhooks"][0]["objectSelector"] == NEVER_MATCHING_SELECTOR
+        saved = json.loads(stored["metadata"]["annotations"][SAVED_ANNOTATION])
+        assert saved["selectors"] == {name: CUSTOM_SELECTOR}
+        # Everything else about the registration is untouched.
+        for key in ("rules", "failurePolicy", "clientConfig", "namespaceSelector"):
+            assert stored["webhooks"][0][key] == registrations["cell-a"]["webhooks"][0][key]
+        other = cell_b.get(VALIDATING_WEBHOOKS, None, name)
+        assert other["webhooks"][0]["objectSelector"] == CUSTOM_SELECTOR
+
+        states = {s["cell"]: s["state"] for s in api.get("/api/v1/webhook/").json()["cells"]}
+        assert states == {"cell-a": "disabled-by-console", "cell-b": "enabled"}
+
+        again = api.post("/api/v1/webhook/cell-a/disable/", {"reason": "again"}).json()
+        assert again["result"]["changed"] is False
+        assert cell_a.get(VALIDATING_WEBHOOKS, None, name) == stored
+
+        response = api.post("/api/v1/webhook/cell-a/enable/", {"reason": "storm over"})
+        assert response.status_code == 200, response.content
+        restored = cell_a.get(VALIDATING_WEBHOOKS, None, name)
+        assert restored["webhooks"][0]["objectSelector"] == CUSTOM_SELECTOR
+        assert SAVED_ANNOTATION not in (restored["metadata"].get("annotations") or {})
+        assert restored["webhooks"] == registrations["cell-a"]["webhooks"]
+        states = {s["cell"]: s["state"] for s in api.get("/api/v1/webhook/").json()["cells"]}
+        assert states == {"cell-a": "enabled", "cell-b": "enabled"}
+    finally:
+        for kube in (cell_a, cell_b):
+            kube.delete(VALIDATING_WEBHOOKS, None, name)

@@ -1,0 +1,240 @@
+"""Helpers for the REST API tests: a configuration with core, cell-a and cell-b; fake clusters
+(in-memory objects, JSON and merge patches applied by the sandbox's own patch code); a
+PodProtector cache fed from the fake core; users in each role; a cell at a closed port."""
+
+from __future__ import annotations
+
+import copy
+import itertools
+import socket
+import uuid
+from pathlib import Path
+from typing import Any
+
+from django.contrib.auth.models import User
+from rest_framework.test import APIClient
+
+from protectors import cache as cache_module
+from protectors.kube.client import KubeError, Resource
+from sandbox.patch import PatchError, json_patch, merge_patch
+
+WEBHOOK_NAME = "podseidon.kubewharf.io"
+
+
+class FakeCluster:
+    """Just enough of an API server for the services: get, list, patch, create, /version."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.objects: dict[tuple[str, str, str], dict] = {}
+        self._rv = itertools.count(100)
+        self.writes: list[tuple[str, str, Any]] = []
+        self.fail_patches_for: set[str] = set()
+
+    def _key(self, resource: Resource, namespace: str | None, name: str) -> tuple[str, str, str]:
+        return (resource.plural, namespace or "", name)
+
+    def _missing(self, resource: Resource, name: str) -> KubeError:
+        return KubeError(404, "NotFound", f'{resource.plural} "{name}" not found')
+
+    def add(self, resource: Resource, obj: dict) -> dict:
+        obj = copy.deepcopy(obj)
+        meta = obj.setdefault("metadata", {})
+        meta["resourceVersion"] = str(next(self._rv))
+        meta.setdefault("uid", str(uuid.uuid4()))
+        meta.setdefault("creationTimestamp", "2026-01-01T00:00:00Z")
+        self.objects[self._key(resource, meta.get("namespace"), meta["name"])] = obj
+        return copy.deepcopy(obj)
+
+    def request(self, method: str, path: str, **_: Any) -> Any:
+        if method == "GET" and path == "/version":
+            return {"gitVersion": "v1.24.0-fake"}
+        raise KubeError(404, "NotFound", path)
+
+    def get(self, resource: Resource, namespace: str | None, name: str) -> dict:
+        obj = self.objects.get(self._key(resource, namespace, name))
+        if obj is None:
+            raise self._missing(resource, name)
+        return copy.deepcopy(obj)
+
+    def list(self, resource: Resource, namespace: str | None = None, **kwargs: Any) -> dict:
+        from protectors.selectors import parse_selector_string
+
+        selector = kwargs.get("label_selector")
+        parsed = parse_selector_string(selector) if selector else None
+        field = kwargs.get("field_selector")
+        items = []
+        for (plural, ns, _name), obj in sorted(self.objects.items()):
+            if plural != resource.plural or (namespace and ns != namespace):
+                continue
+            if parsed and not parsed.matches(obj["metadata"].get("labels") or {}):
+                continue
+            if field:
+                key, _, value = field.partition("=")
+                assert key == "involvedObject.name"
+                if (obj.get("involvedObject") or {}).get("name") != value:
+                    continue
+            items.append(copy.deepcopy(obj))
+        return {"items": items, "metadata": {"resourceVersion": str(next(self._rv))}}
+
+    list_all = list
+
+    def patch(
+        self,
+        resource: Resource,
+        namespace: str | None,
+        name: str,
+        patch: Any,
+        *,
+        patch_type: str = "merge",
+        sub: str = "",
+    ) -> dict:
+        if name in self.fail_patches_for:
+            raise KubeError(500, "InternalError", "injected failure")
+        key = self._key(resource, namespace, name)
+        current = self.objects.get(key)
+        if current is None:
+            raise self._missing(resource, name)
+        if patch_type == "json":
+            try:
+                new = json_patch(copy.deepcopy(current), patch)
+            except PatchError as error:
+                raise KubeError(422, "Invalid", str(error)) from None
+        else:
+            wanted = (patch.get("metadata") or {}).get("resourceVersion")
+            if wanted and wanted != current["metadata"]["resourceVersion"]:
+                raise KubeError(409, "Conflict", "the object has been modified")
+            new = merge_patch(copy.deepcopy(current), patch)
+        new["metadata"]["resourceVersion"] = str(next(self._rv))
+        self.objects[key] = new
+        self.writes.append(("PATCH", name, patch))
+        return copy.deepcopy(new)
+
+
+class StubInformer:
+    """What ProtectorCache needs of an Informer, over a fixed list of objects."""
+
+    def __init__(self, objects: list[dict], synced: bool = True) -> None:
+        self.store = {f"{o['metadata']['namespace']}/{o['metadata']['name']}": o for o in objects}
+        self.synced = synced
+
+    def add_handler(self, handler) -> None:
+        for obj in self.store.values():
+            handler.on_add(obj)
+
+    def wait_synced(self, timeout: float | None = None) -> bool:
+        return self.synced
+
+    def get_by_name(self, namespace: str, name: str) -> dict | None:
+        return self.store.get(f"{namespace}/{name}")
+
+    def stop(self, timeout: float | None = None) -> None:
+        pass
+
+
+def closed_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def kubeconfig_at(path: Path, port: int) -> Path:
+    path.write_text(
+        f"""apiVersion: v1
+kind: Config
+clusters:
+- name: c
+  cluster: {{server: "https://127.0.0.1:{port}", insecure-skip-tls-verify: true}}
+users:
+- name: u
+  user: {{token: t}}
+contexts:
+- name: c
+  context: {{cluster: c, user: u}}
+current-context: c
+"""
+    )
+    return path
+
+
+def install_cache(objects: list[dict], *, synced: bool = True) -> cache_module.ProtectorCache:
+    from django.conf import settings
+
+    cache = cache_module.ProtectorCache(StubInformer(objects, synced))  # type: ignore[arg-type]
+    cache_module._cache = cache
+    cache_module._cache_config = settings.PODSEIDON
+    return cache
+
+
+def api_as(user: User | None) -> APIClient:
+    client = APIClient()
+    if user is not None:
+        client.force_authenticate(user)
+    return client
+
+
+def protector(
+    namespace: str,
+    name: str,
+    *,
+    required: int = 1,
+    cells: dict[str, int] | None = None,
+    labels: dict[str, str] | None = None,
+    annotations: dict[str, str] | None = None,
+    lag: int | None = None,
+) -> dict:
+    cells = {"cell-a": 3, "cell-b": 3} if cells is None else cells
+    total = sum(cells.values())
+    summary: dict[str, Any] = {
+        "totalReplicas": total,
+        "aggregatedAvailableReplicas": total,
+        "estimatedAvailableReplicas": total,
+    }
+    if lag is not None:
+        summary["maxLatencyMillis"] = lag
+    return {
+        "apiVersion": "podseidon.kubewharf.io/v1alpha1",
+        "kind": "PodProtector",
+        "metadata": {
+            "namespace": namespace,
+            "name": name,
+            "labels": {
+                "podseidon.kubewharf.io/source-kind": "Deployment",
+                "podseidon.kubewharf.io/source-name": name,
+                "podseidon.kubewharf.io/source-group": "apps",
+                "podseidon.kubewharf.io/source-resource": "deployments",
+                **(labels or {}),
+            },
+            "annotations": annotations or {},
+        },
+        "spec": {"minAvailable": required, "selector": {"matchLabels": {"app": name}}},
+        "status": {
+            "cells": [
+                {
+                    "cellID": cell,
+                    "aggregation": {"totalReplicas": n, "availableReplicas": n},
+                    "admissionHistory": {"buckets": []},
+                }
+                for cell, n in cells.items()
+            ],
+            "summary": summary,
+        },
+    }
+
+
+def webhook_configuration(selector: dict | None) -> dict:
+    hook: dict[str, Any] = {
+        "name": WEBHOOK_NAME,
+        "clientConfig": {"url": "https://127.0.0.1:1/cell"},
+        "failurePolicy": "Fail",
+        "sideEffects": "NoneOnDryRun",
+        "admissionReviewVersions": ["v1"],
+    }
+    if selector is not None:
+        hook["objectSelector"] = selector
+    return {
+        "apiVersion": "admissionregistration.k8s.io/v1",
+        "kind": "ValidatingWebhookConfiguration",
+        "metadata": {"name": WEBHOOK_NAME},
+        "webhooks": [hook],
+    }

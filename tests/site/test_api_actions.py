@@ -1,0 +1,458 @@
+"""The actions: validation, idempotency, dry runs, failures, and exactly one audit record each."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from site_fakes import WEBHOOK_NAME, install_cache, protector, webhook_configuration
+
+from audit.models import AuditRecord
+from protectors import constants
+from protectors.kube.client import PODPROTECTORS, VALIDATING_WEBHOOKS
+from webhook.services import NEVER_MATCHING_SELECTOR, SAVED_ANNOTATION
+from workers.models import ControllerSwitch
+
+pytestmark = pytest.mark.django_db
+
+ORIGINAL = {
+    "matchLabels": {"team": "payments"},
+    "matchExpressions": [
+        {"key": "app.kubernetes.io/part-of", "operator": "NotIn", "values": ["podseidon"]}
+    ],
+}
+REMOVE = constants.ANNOTATION_REMOVE_CELL_ONCE
+
+
+def records() -> list[AuditRecord]:
+    return list(AuditRecord.objects.order_by("id"))
+
+
+@pytest.fixture
+def core(fakes):
+    objects = [
+        protector("ns-1", "web"),
+        protector("ns-1", "api", labels={"tier": "front"}),
+        protector("ns-1", "only-b", cells={"cell-b": 2}),
+        protector("ns-2", "db", annotations={REMOVE: "cell-x"}),
+    ]
+    for obj in objects:
+        fakes["core"].add(PODPROTECTORS, obj)
+    install_cache(objects)
+    return fakes["core"]
+
+
+@pytest.fixture
+def registered(fakes):
+    for cell in ("cell-a", "cell-b"):
+        fakes[cell].add(VALIDATING_WEBHOOKS, webhook_configuration(ORIGINAL))
+    return fakes
+
+
+def stored_webhook(fakes, cell: str) -> dict:
+    return fakes[cell].get(VALIDATING_WEBHOOKS, None, WEBHOOK_NAME)
+
+
+# -- validation -----------------------------------------------------------------------------
+
+ACTIONS = [
+    "/api/v1/cells/cell-a/remove-from-protectors/",
+    "/api/v1/cells/cell-a/aggregator/pause/",
+    "/api/v1/webhook/cell-a/disable/",
+    "/api/v1/webhook/cell-a/enable/",
+    "/api/v1/webhook/disable-all/",
+    "/api/v1/controllers/monitor/pause/",
+]
+
+
+@pytest.mark.parametrize("path", ACTIONS)
+@pytest.mark.parametrize("body", [{}, {"reason": ""}, {"reason": "   "}, {"reason": None}])
+def test_every_action_needs_a_reason(core, registered, operator_api, path, body) -> None:
+    response = operator_api.post(path, body, format="json")
+    assert response.status_code == 400
+    error = response.json()["error"]
+    assert error["code"] == "invalid"
+    assert "reason" in error["details"]
+    assert error["message"].startswith("reason:")
+    assert records() == []
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/api/v1/cells/nope/remove-from-protectors/",
+        "/api/v1/cells/nope/aggregator/pause/",
+        "/api/v1/cells/nope/aggregator/resume/",
+        "/api/v1/webhook/nope/disable/",
+        "/api/v1/webhook/nope/enable/",
+    ],
+)
+def test_unknown_cells_are_refused(core, operator_api, path) -> None:
+    response = operator_api.post(path, {"reason": "r"}, format="json")
+    assert response.status_code == 404
+    assert response.json()["error"]["code"] == "unknown_cell"
+    assert records() == []
+
+
+def test_unknown_controller_is_refused(core, operator_api) -> None:
+    response = operator_api.post("/api/v1/controllers/nothing/pause/", {"reason": "r"})
+    assert response.status_code == 404
+    assert response.json()["error"]["code"] == "unknown_controller"
+
+
+@pytest.mark.parametrize(
+    "body, field",
+    [
+        ({"label_selector": "a in (b"}, "label_selector"),
+        ({"names": "web"}, "names"),
+        ({"dry_run": "perhaps"}, "dry_run"),
+    ],
+)
+def test_remove_rejects_bad_filters(core, operator_api, body, field) -> None:
+    response = operator_api.post(
+        "/api/v1/cells/cell-a/remove-from-protectors/", {"reason": "r", **body}, format="json"
+    )
+    assert response.status_code == 400
+    assert field in response.json()["error"]["details"]
+    assert records() == []
+
+
+# -- remove a cell --------------------------------------------------------------------------
+
+
+def test_remove_cell_annotates_protectors_that_have_it(core, operator_api) -> None:
+    response = operator_api.post(
+        "/api/v1/cells/cell-a/remove-from-protectors/",
+        {"reason": "cell-a lost"},
+        format="json",
+    )
+    assert response.status_code == 200
+    body = response.json()
+    result = body["result"]
+    assert body["outcome"] == "succeeded"
+    assert (result["matched"], result["annotated"], result["not_in_status"]) == (4, 3, 1)
+    assert sorted(result["changed"]) == ["ns-1/api", "ns-1/web", "ns-2/db"]
+
+    def annotation(ns, name):
+        return core.get(PODPROTECTORS, ns, name)["metadata"].get("annotations", {}).get(REMOVE)
+
+    assert annotation("ns-1", "web") == "cell-a"
+    assert annotation("ns-2", "db") == "cell-x,cell-a"  # merged with what was there
+    assert annotation("ns-1", "only-b") is None
+    (record,) = records()
+    assert (record.action, record.target, record.outcome) == (
+        "remove-cell",
+        "cell/cell-a",
+        "succeeded",
+    )
+    assert record.username == "otto" and record.reason == "cell-a lost"
+    assert record.result["annotated"] == 3 and body["audit_id"] == record.pk
+
+    again = operator_api.post(
+        "/api/v1/cells/cell-a/remove-from-protectors/", {"reason": "again"}, format="json"
+    ).json()
+    assert again["outcome"] == "succeeded"
+    assert (again["result"]["annotated"], again["result"]["already_pending"]) == (0, 3)
+    assert annotation("ns-2", "db") == "cell-x,cell-a"
+    assert len(records()) == 2
+
+
+def test_remove_cell_filters(core, operator_api) -> None:
+    def run(**selection):
+        return operator_api.post(
+            "/api/v1/cells/cell-b/remove-from-protectors/",
+            {"reason": "subset", "dry_run": True, **selection},
+            format="json",
+        ).json()["result"]
+
+    assert run(namespace="ns-2")["changed"] == ["ns-2/db"]
+    assert run(label_selector="tier=front")["changed"] == ["ns-1/api"]
+    assert sorted(run(names=["web", "only-b"])["changed"]) == ["ns-1/only-b", "ns-1/web"]
+    assert run(namespace="ns-1", names=["db"])["matched"] == 0
+
+
+def test_remove_cell_dry_run_writes_nothing(core, operator_api) -> None:
+    response = operator_api.post(
+        "/api/v1/cells/cell-a/remove-from-protectors/",
+        {"reason": "what if", "dry_run": True},
+        format="json",
+    )
+    body = response.json()
+    assert body["dry_run"] is True and body["result"]["annotated"] == 3
+    assert "would annotate 3" in body["message"]
+    assert core.writes == []
+    (record,) = records()
+    assert record.dry_run and record.outcome == "succeeded"
+
+
+def test_remove_cell_partial_failure_is_reported_and_audited(core, operator_api) -> None:
+    core.fail_patches_for = {"web"}
+    body = operator_api.post(
+        "/api/v1/cells/cell-a/remove-from-protectors/", {"reason": "r"}, format="json"
+    ).json()
+    assert body["outcome"] == "partial"
+    assert body["result"]["failed"] == 1
+    assert body["result"]["failures"][0]["protector"] == "ns-1/web"
+    assert "injected failure" in body["result"]["failures"][0]["error"]
+    assert records()[0].outcome == "partial"
+
+
+def test_remove_cell_retries_conflicts(core, operator_api, monkeypatch) -> None:
+    original = core.patch
+    bumped = []
+
+    def racing_patch(resource, namespace, name, patch, **kwargs):
+        if name == "web" and not bumped:  # someone writes between our read and our patch
+            bumped.append(original(resource, namespace, name, {"metadata": {"labels": {"z": "1"}}}))
+        return original(resource, namespace, name, patch, **kwargs)
+
+    monkeypatch.setattr(core, "patch", racing_patch)
+    body = operator_api.post(
+        "/api/v1/cells/cell-a/remove-from-protectors/", {"reason": "r"}, format="json"
+    ).json()
+    assert body["outcome"] == "succeeded" and body["result"]["annotated"] == 3
+    assert core.get(PODPROTECTORS, "ns-1", "web")["metadata"]["annotations"][REMOVE] == "cell-a"
+
+
+def test_remove_a_cell_only_left_in_status(core, operator_api) -> None:
+    # cell-x is not configured but still in no status: unknown. A cell in some status is known.
+    response = operator_api.post(
+        "/api/v1/cells/cell-x/remove-from-protectors/", {"reason": "r"}, format="json"
+    )
+    assert response.status_code == 404
+    obj = protector("ns-3", "old", cells={"cell-gone": 1})
+    core.add(PODPROTECTORS, obj)
+    install_cache([obj])
+    response = operator_api.post(
+        "/api/v1/cells/cell-gone/remove-from-protectors/", {"reason": "r"}, format="json"
+    )
+    assert response.status_code == 200
+    assert response.json()["result"]["annotated"] == 1
+
+
+def test_remove_cell_when_the_core_cluster_is_unreachable(podseidon, users, settings, tmp_path):
+    from site_fakes import closed_port, kubeconfig_at
+
+    from podseidon_site.config import parse_config
+    from protectors import clusters
+
+    dead = kubeconfig_at(tmp_path / "core-dead.kubeconfig", closed_port())
+    settings.PODSEIDON = parse_config(
+        {"core": {"kubeconfig": str(dead)}, "cells": [{"id": "cell-a", "kubeconfig": str(dead)}]}
+    )
+    clusters.reset()
+    from site_fakes import api_as
+
+    response = api_as(users["operator"]).post(
+        "/api/v1/cells/cell-a/remove-from-protectors/", {"reason": "r"}, format="json"
+    )
+    assert response.status_code == 502
+    error = response.json()["error"]
+    assert error["code"] == "cluster_unreachable"
+    (record,) = records()
+    assert record.outcome == "failed" and "unreachable" in record.message
+    assert error["details"]["audit_id"] == record.pk
+
+
+# -- webhook --------------------------------------------------------------------------------
+
+
+def test_disable_saves_the_selector_and_enable_restores_it_exactly(registered, operator_api):
+    response = operator_api.post("/api/v1/webhook/cell-a/disable/", {"reason": "storm"})
+    assert response.status_code == 200, response.content
+    assert response.json()["result"]["changed"] is True
+    stored = stored_webhook(registered, "cell-a")
+    assert stored["webhooks"][0]["objectSelector"] == NEVER_MATCHING_SELECTOR
+    saved = json.loads(stored["metadata"]["annotations"][SAVED_ANNOTATION])
+    assert saved["selectors"] == {WEBHOOK_NAME: ORIGINAL} and saved["disabledBy"] == "otto"
+    assert stored_webhook(registered, "cell-b")["webhooks"][0]["objectSelector"] == ORIGINAL
+
+    # Twice: nothing changes, the first saved selector stays.
+    again = operator_api.post("/api/v1/webhook/cell-a/disable/", {"reason": "storm"}).json()
+    assert again["outcome"] == "succeeded" and again["result"]["changed"] is False
+    assert stored_webhook(registered, "cell-a") == stored
+
+    states = {s["cell"]: s for s in operator_api.get("/api/v1/webhook/").json()["cells"]}
+    assert states["cell-a"]["state"] == "disabled-by-console"
+    assert states["cell-a"]["saved_selectors"] == {WEBHOOK_NAME: ORIGINAL}
+    assert states["cell-b"]["state"] == "enabled"
+    assert states["cell-dead"]["state"] == "unreachable"
+
+    enabled = operator_api.post("/api/v1/webhook/cell-a/enable/", {"reason": "calm"}).json()
+    assert enabled["result"]["changed"] is True
+    restored = stored_webhook(registered, "cell-a")
+    assert restored["webhooks"][0]["objectSelector"] == ORIGINAL
+    assert SAVED_ANNOTATION not in restored["metadata"].get("annotations", {})
+    twice = operator_api.post("/api/v1/webhook/cell-a/enable/", {"reason": "calm"}).json()
+    assert twice["outcome"] == "succeeded" and twice["result"]["changed"] is False
+    assert [(r.action, r.outcome) for r in records()] == [
+        ("webhook-disable", "succeeded"),
+        ("webhook-disable", "succeeded"),
+        ("webhook-enable", "succeeded"),
+        ("webhook-enable", "succeeded"),
+    ]
+
+
+def test_a_missing_selector_is_restored_as_missing(fakes, operator_api):
+    fakes["cell-a"].add(VALIDATING_WEBHOOKS, webhook_configuration(None))
+    operator_api.post("/api/v1/webhook/cell-a/disable/", {"reason": "r"})
+    assert stored_webhook(fakes, "cell-a")["webhooks"][0]["objectSelector"] == (
+        NEVER_MATCHING_SELECTOR
+    )
+    operator_api.post("/api/v1/webhook/cell-a/enable/", {"reason": "r"})
+    assert "objectSelector" not in stored_webhook(fakes, "cell-a")["webhooks"][0]
+
+
+def test_disable_dry_run_changes_nothing(registered, operator_api):
+    body = operator_api.post(
+        "/api/v1/webhook/cell-a/disable/", {"reason": "r", "dry_run": True}
+    ).json()
+    assert body["dry_run"] and body["result"]["changed"] is True
+    assert body["result"]["saved"]["selectors"] == {WEBHOOK_NAME: ORIGINAL}
+    assert registered["cell-a"].writes == []
+    assert records()[0].dry_run
+
+
+def test_enable_refuses_to_overwrite_an_edit_made_after_disabling(registered, operator_api):
+    operator_api.post("/api/v1/webhook/cell-a/disable/", {"reason": "r"})
+    registered["cell-a"].patch(
+        VALIDATING_WEBHOOKS,
+        None,
+        WEBHOOK_NAME,
+        [{"op": "replace", "path": "/webhooks/0/objectSelector", "value": {"matchLabels": {}}}],
+        patch_type="json",
+    )
+    response = operator_api.post("/api/v1/webhook/cell-a/enable/", {"reason": "r"})
+    assert response.status_code == 409
+    assert response.json()["error"]["code"] == "conflict"
+    assert records()[-1].outcome == "failed"
+
+
+def test_disabled_elsewhere_cannot_be_enabled_and_is_not_resaved(fakes, operator_api):
+    fakes["cell-a"].add(VALIDATING_WEBHOOKS, webhook_configuration(NEVER_MATCHING_SELECTOR))
+    state = operator_api.get("/api/v1/webhook/").json()["cells"][0]
+    assert state["state"] == "disabled-by-someone-else"
+    body = operator_api.post("/api/v1/webhook/cell-a/disable/", {"reason": "r"}).json()
+    assert body["result"]["changed"] is False
+    assert SAVED_ANNOTATION not in stored_webhook(fakes, "cell-a")["metadata"].get(
+        "annotations", {}
+    )
+    response = operator_api.post("/api/v1/webhook/cell-a/enable/", {"reason": "r"})
+    assert response.status_code == 409
+    assert response.json()["error"]["code"] == "not_disabled_by_console"
+
+
+def test_not_registered(fakes, operator_api):
+    state = operator_api.get("/api/v1/webhook/").json()["cells"][0]
+    assert state["state"] == "not-registered"
+    assert operator_api.post("/api/v1/webhook/cell-a/disable/", {"reason": "r"}).status_code == 200
+    response = operator_api.post("/api/v1/webhook/cell-a/enable/", {"reason": "r"})
+    assert response.status_code == 409 and response.json()["error"]["code"] == "not_registered"
+
+
+def test_unreachable_cell_fails_and_is_audited(registered, operator_api):
+    response = operator_api.post("/api/v1/webhook/cell-dead/disable/", {"reason": "r"})
+    assert response.status_code == 502
+    error = response.json()["error"]
+    assert error["code"] == "cluster_unreachable"
+    (record,) = records()
+    assert (record.outcome, record.target) == ("failed", "webhook/cell-dead")
+    assert record.message.startswith("cluster unreachable")
+
+
+def test_disable_all_is_one_record_and_reports_each_cell(registered, operator_api):
+    body = operator_api.post("/api/v1/webhook/disable-all/", {"reason": "fire"}).json()
+    assert body["outcome"] == "partial"  # cell-dead cannot be reached
+    per_cell = {c["cell"]: c for c in body["result"]["cells"]}
+    assert per_cell["cell-a"]["outcome"] == per_cell["cell-b"]["outcome"] == "succeeded"
+    assert per_cell["cell-dead"]["outcome"] == "failed"
+    for cell in ("cell-a", "cell-b"):
+        assert stored_webhook(registered, cell)["webhooks"][0]["objectSelector"] == (
+            NEVER_MATCHING_SELECTOR
+        )
+    (record,) = records()
+    assert (record.action, record.target, record.outcome) == (
+        "webhook-disable-all",
+        "webhook/*",
+        "partial",
+    )
+
+
+def test_disable_all_dry_run(registered, operator_api, settings):
+    from podseidon_site.config import parse_config
+    from protectors import clusters
+
+    settings.PODSEIDON = parse_config(
+        {"cells": [{"id": "cell-a", "kubeconfig": "a"}, {"id": "cell-b", "kubeconfig": "b"}]}
+    )
+    clusters.reset()
+    body = operator_api.post(
+        "/api/v1/webhook/disable-all/", {"reason": "r", "dry_run": True}, format="json"
+    ).json()
+    assert body["outcome"] == "succeeded" and body["dry_run"]
+    assert registered["cell-a"].writes == registered["cell-b"].writes == []
+
+
+# -- pause / resume -------------------------------------------------------------------------
+
+
+def test_pause_and_resume_an_aggregator_idempotently(core, operator_api):
+    def post(verb):
+        return operator_api.post(f"/api/v1/cells/cell-b/aggregator/{verb}/", {"reason": "drain"})
+
+    first = post("pause").json()
+    assert first["result"] == {"controller": "aggregator/cell-b", "paused": True, "changed": True}
+    switch = ControllerSwitch.objects.get(controller_key="aggregator/cell-b")
+    assert switch.paused and switch.changed_by == "otto" and switch.reason == "drain"
+    assert post("pause").json()["result"]["changed"] is False
+    assert post("resume").json()["result"]["changed"] is True
+    assert post("resume").json()["result"]["changed"] is False
+    assert not ControllerSwitch.objects.get(controller_key="aggregator/cell-b").paused
+    assert [r.action for r in records()] == [
+        "controller-pause",
+        "controller-pause",
+        "controller-resume",
+        "controller-resume",
+    ]
+    cells = {c["id"]: c for c in operator_api.get("/api/v1/cells/").json()["cells"]}
+    assert cells["cell-b"]["aggregator"]["switch"]["paused"] is False
+    assert cells["cell-b"]["aggregator"]["switch"]["changed_by"] == "otto"
+
+
+def test_pause_the_generator(core, operator_api):
+    body = operator_api.post("/api/v1/controllers/generator/pause/", {"reason": "r"}).json()
+    assert body["result"]["paused"] is True
+    listed = operator_api.get("/api/v1/controllers/").json()["controllers"]
+    generator = next(c for c in listed if c["key"] == "generator")
+    assert generator["switch"]["paused"] is True and generator["configured"] is True
+
+
+# -- audit API ------------------------------------------------------------------------------
+
+
+def test_audit_api_filters(registered, operator_api, users):
+    from site_fakes import api_as
+
+    operator_api.post("/api/v1/webhook/cell-a/disable/", {"reason": "one"})
+    operator_api.post("/api/v1/webhook/cell-dead/disable/", {"reason": "two"})
+    api_as(users["admin"]).post("/api/v1/webhook/cell-b/disable/", {"reason": "three"})
+    viewer = api_as(users["viewer"])
+
+    def reasons(**query):
+        response = viewer.get("/api/v1/audit/", query)
+        assert response.status_code == 200, response.content
+        return [r["reason"] for r in response.json()["results"]]
+
+    assert reasons() == ["three", "two", "one"]
+    assert reasons(user="ada") == ["three"]
+    assert reasons(outcome="failed") == ["two"]
+    assert reasons(target="cell-a") == ["one"]
+    assert reasons(action="webhook-disable", page_size=1) == ["three"]
+    first = AuditRecord.objects.order_by("id").first()
+    assert reasons(since=first.created_at.isoformat()) == ["three", "two", "one"]
+    assert reasons(until=first.created_at.isoformat()) == []
+    bad = viewer.get("/api/v1/audit/", {"outcome": "bogus"})
+    assert bad.status_code == 400 and "outcome" in bad.json()["error"]["details"]
+    detail = viewer.get(f"/api/v1/audit/{first.pk}/").json()
+    assert detail["reason"] == "one" and detail["parameters"] == {"cell": "cell-a"}
+    assert viewer.get("/api/v1/audit/999999/").json()["error"]["code"] == "not_found"
