@@ -58,6 +58,7 @@ sys.path.insert(0, str(REPO))
 
 import aiohttp  # noqa: E402
 import orjson  # noqa: E402
+from harness import HarnessError, cpu_seconds, rfc3339, rss_mb  # noqa: E402
 
 CELLS = ("cell-a", "cell-b")
 CLUSTERS = ("core", *CELLS)
@@ -70,26 +71,7 @@ STOP_TIMEOUT = 15.0
 _CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 
-class HarnessError(RuntimeError):
-    """The benchmark could not run (as opposed to: it ran and measured something slow)."""
-
-
 # --- small readings ---------------------------------------------------------------------------
-
-
-def vm_rss_mb() -> float:
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    return 0.0
-
-
-def proc_cpu(pid: int) -> float:
-    """User + system CPU seconds of a live process (/proc/PID/stat)."""
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / _CLK_TCK
 
 
 def machine_busy() -> float:
@@ -156,10 +138,6 @@ def deep_size(roots: list[Any]) -> int:
 
 
 # --- objects ----------------------------------------------------------------------------------
-
-
-def rfc3339(t: float) -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(t))
 
 
 def app_of(i: int) -> str:
@@ -654,7 +632,7 @@ def _memory_probe(state_dir: Path, timeout: float, transform: bool) -> dict[str,
     for client in clients.values():
         client.list(PODS, limit=1)  # load the kubeconfig, open the TLS connection
     gc.collect()
-    out: dict[str, Any] = {"rss_before": vm_rss_mb(), "cells": []}
+    out: dict[str, Any] = {"rss_before": rss_mb(), "cells": []}
     informers = []
     for cell in CELLS:
         informer = Informer(
@@ -676,7 +654,7 @@ def _memory_probe(state_dir: Path, timeout: float, transform: bool) -> dict[str,
                 "pods": len(informer),
                 "sync_seconds": seconds,
                 "sync_cpu_seconds": cpu,
-                "rss_after": vm_rss_mb(),
+                "rss_after": rss_mb(),
             }
         )
         informers.append(informer)
@@ -687,7 +665,7 @@ def _memory_probe(state_dir: Path, timeout: float, transform: bool) -> dict[str,
     for informer in informers:
         PodCandidates(informer)  # the aggregator's index of pods by namespace and label
     gc.collect()
-    out["rss_with_index"] = vm_rss_mb()
+    out["rss_with_index"] = rss_mb()
     for informer in informers:
         informer.stop(timeout=0)
     for informer in informers:
@@ -780,7 +758,7 @@ class Timeline:
         }
         for name, pid in self.pids.items():
             with contextlib.suppress(OSError):
-                sample[name] = proc_cpu(pid)
+                sample[name] = cpu_seconds(pid)
         self.samples.append(sample)
 
     def series(self) -> dict[str, list[float]]:
@@ -810,7 +788,7 @@ class CpuMark:
         self.others = {}
         for name, pid in pids.items():
             with contextlib.suppress(OSError):
-                self.others[name] = proc_cpu(pid)
+                self.others[name] = cpu_seconds(pid)
         self.machine = machine_busy()
 
     def since(self, start: CpuMark) -> dict[str, Any]:
@@ -878,11 +856,11 @@ def run(args: argparse.Namespace, state_dir: Path, sandbox_pid: int) -> dict[str
         finally:
             core_api.close()
         driver.call("setup", args.timeout)
-        cpu0 = proc_cpu(sandbox_pid)
+        cpu0 = cpu_seconds(sandbox_pid)
         out["seed_pods"] = driver.call(
             "seed_pods", args.timeout * 4, pprs=args.pprs, per_cell=args.pods_per_cell
         )
-        out["seed_pods"]["sandbox_cpu"] = proc_cpu(sandbox_pid) - cpu0
+        out["seed_pods"]["sandbox_cpu"] = cpu_seconds(sandbox_pid) - cpu0
         out["seed_pprs"] = driver.call(
             "seed_pprs",
             args.timeout,
@@ -923,7 +901,7 @@ def run(args: argparse.Namespace, state_dir: Path, sandbox_pid: int) -> dict[str
                 reports.append(error)
 
         gc.collect()
-        out["rss_before_aggregators"] = vm_rss_mb()
+        out["rss_before_aggregators"] = rss_mb()
         pids = {"sandbox": sandbox_pid, "driver": driver.pid}
         print("aggregators: cold start ...", flush=True)
         counts0 = aggregator_counts()
@@ -954,7 +932,7 @@ def run(args: argparse.Namespace, state_dir: Path, sandbox_pid: int) -> dict[str
         out["cold"]["cpu"] = CpuMark(pids).since(mark0)
         out["cold"]["counts"] = delta(aggregator_counts(), counts0)
         gc.collect()
-        out["rss_aggregators"] = vm_rss_mb()
+        out["rss_aggregators"] = rss_mb()
         mark1 = CpuMark(pids)
 
         # -- idle baseline ---------------------------------------------------------------------

@@ -44,6 +44,7 @@ from urllib.parse import quote
 import aiohttp
 import orjson
 import yaml
+from harness import HarnessError, cpu_seconds, rfc3339, rss_mb
 
 REPO = Path(__file__).resolve().parents[1]
 CRD_FILE = REPO / "deploy" / "crds" / "podprotectors.yaml"
@@ -78,29 +79,9 @@ DRAIN_TIMEOUT = 30.0
 STOP_TIMEOUT = 15.0
 
 
-class HarnessError(RuntimeError):
-    """The benchmark could not run (as opposed to: it ran and missed the target)."""
-
-
 # --- /proc readings ---------------------------------------------------------------------------
 
 _CLK_TCK = os.sysconf("SC_CLK_TCK")
-
-
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of a live process, from /proc/PID/stat."""
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    # fields[0] is field 3 (state); utime and stime are fields 14 and 15.
-    return (int(fields[11]) + int(fields[12])) / _CLK_TCK
-
-
-def rss_mb(pid: int) -> float:
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    return 0.0
 
 
 def machine_ticks() -> tuple[int, int, int]:
@@ -348,10 +329,6 @@ def ppr_body(name: str, app: str) -> dict[str, Any]:
         "metadata": {"name": name},
         "spec": {"minAvailable": PODS_PER_APP // 2, "selector": {"matchLabels": {"app": app}}},
     }
-
-
-def rfc3339(t: float) -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(t))
 
 
 def pod_status_patch(seq: int, ready: bool) -> dict[str, Any]:
