@@ -1,31 +1,436 @@
-"""Console pages. Thin views: they gather what the templates show and nothing else."""
+"""Console pages. Thin views: they gather what the templates show and call the services.
+
+Reads come from the same services the REST API uses (the PodProtector cache, reachability
+probes, leader states in Redis, webhook registrations); every read tolerates a cluster, the
+cache or Redis being unavailable and says so on the page. Actions are CSRF-protected POSTs for
+operators only (anyone else gets 403); they redirect back to the page with the outcome as a
+message (post/redirect/get), and every attempted action leaves exactly one audit record.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from urllib.parse import urlencode
 
 from django.conf import settings
+from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.http import HttpRequest, HttpResponse
-from django.shortcuts import render
+from django.core.exceptions import PermissionDenied
+from django.http import Http404, HttpRequest, HttpResponse
+from django.shortcuts import redirect, render
+from django.views.decorators.http import require_GET, require_POST
+
+from audit.actions import ActionFailed, ActionResult, InvalidAction
+from audit.models import Outcome
+from audit.roles import can_operate
+from protectors import services
+from protectors.cache import SORT_KEYS, CacheNotSynced, RowFilter, protector_cache
+from protectors.clusters import CORE, probe_many
+from protectors.kube.client import KubeError
+from workers import services as worker_services
+from workers.keys import aggregator_key
+
+PAGE_SIZES = (25, 50, 100, 200)
+DEFAULT_PAGE_SIZE = 50
+OVERVIEW_REFRESH_SECONDS = 5
+OVERVIEW_CACHE_WAIT_SECONDS = 1.0
 
 
-def _cluster_row(name: str, access) -> dict:
-    # Only how the cluster is reached, never the kubeconfig contents or its path: both can leak
-    # credentials or internal layout to anyone who can read the page.
+# -- shared helpers ----------------------------------------------------------------------------
+
+
+def secret_paths() -> list[str]:
+    """Configured file paths that must never appear on a page (kubeconfigs, TLS files)."""
+    cfg = settings.PODSEIDON
+    paths = [cfg.core.kubeconfig, *(c.kubeconfig for c in cfg.cells)]
+    tls = getattr(cfg.webhook, "tls", None)
+    if tls is not None:
+        paths += [tls.cert_file, tls.key_file]
+    # Longest first, so a path that contains another is replaced whole.
+    return sorted({p for p in paths if p}, key=len, reverse=True)
+
+
+def redact(text: object) -> str:
+    """An error message fit for a page: configured file paths replaced by a placeholder."""
+    out = "" if text is None else str(text)
+    for path in secret_paths():
+        out = out.replace(path, "<configured file>")
+    return out
+
+
+def _redact_reachability(reach) -> dict | None:
+    if reach is None:
+        return None
     return {
-        "name": name,
-        "access": "in-cluster service account" if access.in_cluster else "kubeconfig file",
-        "impersonating": bool(access.impersonate),
-        "namespace": access.namespace or "all namespaces",
+        "reachable": reach.reachable,
+        "version": reach.version,
+        "error": redact(reach.error) if reach.error else None,
+        "latency_ms": reach.latency_ms,
     }
+
+
+def require_operator(request: HttpRequest) -> None:
+    if not can_operate(request.user):
+        raise PermissionDenied("acting on the clusters needs the operator role")
+
+
+def run_console_action(
+    request: HttpRequest, action: Callable[[], ActionResult], *, label: str
+) -> None:
+    """Run an audited action and report its outcome (or why it was refused) as a message."""
+    try:
+        result = action()
+    except InvalidAction as error:
+        messages.error(request, f"{label}: not done: {redact(error.message)}")
+        return
+    except ActionFailed as failure:
+        messages.error(
+            request,
+            f"{label}: FAILED: {redact(failure.action.message)} "
+            f"(audit record #{failure.action.record.pk})",
+        )
+        return
+    prefix = f"{label}{' (dry run)' if result.dry_run else ''}"
+    detail = f"{redact(result.message)} (audit record #{result.record.pk})"
+    if result.outcome == Outcome.SUCCEEDED:
+        messages.success(request, f"{prefix}: {detail}")
+    else:
+        messages.warning(request, f"{prefix}: PARTLY FAILED: {detail}")
+
+
+def _int_param(value: str | None, default: int, lowest: int = 1) -> int:
+    try:
+        number = int(value or default)
+    except (TypeError, ValueError):
+        return default
+    return max(lowest, number)
+
+
+# -- overview ----------------------------------------------------------------------------------
 
 
 @login_required
+@require_GET
 def overview(request: HttpRequest) -> HttpResponse:
-    config = settings.PODSEIDON
+    from webhook import services as webhook_services
+
+    cfg = settings.PODSEIDON
+    reach = probe_many([CORE, *cfg.cell_ids])
+    states = worker_services.controller_states()
+    controllers = states["controllers"]
+    webhook_by_cell = {s["cell"]: s for s in webhook_services.all_states()}
+    counts: dict | None = None
+    cache_error = None
+    try:
+        rows = protector_cache(wait=OVERVIEW_CACHE_WAIT_SECONDS).rows()
+        counts = {
+            "protectors": len(rows),
+            "at_risk": sum(1 for r in rows if r.at_risk),
+            "terminating": sum(1 for r in rows if r.terminating),
+            "pending_removal": sum(1 for r in rows if r.pending_removal),
+        }
+    except (CacheNotSynced, KubeError) as error:
+        cache_error = redact(error)
+    cells = []
+    for cell_id in cfg.cell_ids:
+        webhook = dict(webhook_by_cell.get(cell_id) or {"state": "unknown"})
+        webhook["error"] = redact(webhook.get("error")) if webhook.get("error") else None
+        cells.append(
+            {
+                "id": cell_id,
+                "reachability": _redact_reachability(reach.get(cell_id)),
+                "aggregator": controllers.get(aggregator_key(cell_id)),
+                "webhook": webhook,
+            }
+        )
     context = {
-        "core": _cluster_row("core", config.core),
-        "cells": [_cluster_row(cell.id, cell) for cell in config.cells],
-        "webhook": config.webhook,
-        "generator": config.generator,
-        "aggregator": config.aggregator,
-        "history": config.admission_history,
+        "refresh_seconds": OVERVIEW_REFRESH_SECONDS,
+        "core": _redact_reachability(reach.get(CORE)),
+        "cells": cells,
+        "generator": controllers.get("generator"),
+        "monitor": controllers.get("monitor"),
+        "redis_error": redact(states["redis_error"]) if states["redis_error"] else None,
+        "counts": counts,
+        "cache_error": cache_error,
+        "webhook_config": cfg.webhook,
     }
     return render(request, "console/overview.html", context)
+
+
+# -- PodProtectors -----------------------------------------------------------------------------
+
+
+@login_required
+@require_GET
+def protector_list(request: HttpRequest) -> HttpResponse:
+    params = request.GET
+    at_risk_param = params.get("at_risk", "")
+    row_filter = RowFilter(
+        namespace=params.get("namespace", "").strip() or None,
+        name=params.get("name", "").strip() or None,
+        at_risk={"yes": True, "no": False}.get(at_risk_param),
+        cell=params.get("cell", "").strip() or None,
+    )
+    sort = params.get("sort", "namespace")
+    if sort.lstrip("-") not in SORT_KEYS:
+        sort = "namespace"
+    page_size = _int_param(params.get("page_size"), DEFAULT_PAGE_SIZE)
+    if page_size not in PAGE_SIZES:
+        page_size = DEFAULT_PAGE_SIZE
+    page_number = _int_param(params.get("page"), 1)
+    filters = {
+        "namespace": row_filter.namespace or "",
+        "name": row_filter.name or "",
+        "at_risk": at_risk_param if at_risk_param in ("yes", "no") else "",
+        "cell": row_filter.cell or "",
+    }
+    context: dict = {
+        "filters": filters,
+        "sort": sort,
+        "page_size": page_size,
+        "page_sizes": PAGE_SIZES,
+        "cell_ids": settings.PODSEIDON.cell_ids,
+        "error": None,
+        "page": None,
+    }
+    try:
+        cache = protector_cache()
+        page = cache.query(row_filter, sort=sort, page=page_number, page_size=page_size)
+        if page.page > page.pages:  # past the end: show the last page
+            page = cache.query(row_filter, sort=sort, page=page.pages, page_size=page_size)
+    except (CacheNotSynced, KubeError) as error:
+        context["error"] = redact(error)
+        return render(request, "console/protectors.html", context, status=200)
+
+    base = {k: v for k, v in filters.items() if v}
+    if page_size != DEFAULT_PAGE_SIZE:
+        base["page_size"] = str(page_size)
+
+    def link(**extra: object) -> str:
+        return "?" + urlencode({**base, **{k: str(v) for k, v in extra.items()}})
+
+    columns = []
+    for key, title in (
+        ("namespace", "Namespace"),
+        ("name", "Name"),
+        ("required", "Required"),
+        ("aggregated", "Aggregated"),
+        ("estimated", "Estimated"),
+        ("bucket_lag", "Bucket lag (ms)"),
+    ):
+        active = sort.lstrip("-") == key
+        descending = sort.startswith("-")
+        columns.append(
+            {
+                "key": key,
+                "title": title,
+                "url": link(sort=f"-{key}" if active and not descending else key),
+                "marker": ("▼" if descending else "▲") if active else "",
+            }
+        )
+    context.update(
+        {
+            "page": page,
+            "columns": columns,
+            "prev_url": link(sort=sort, page=page.page - 1) if page.page > 1 else None,
+            "next_url": link(sort=sort, page=page.page + 1) if page.page < page.pages else None,
+            "first_row": (page.page - 1) * page.page_size + 1 if page.count else 0,
+            "last_row": (page.page - 1) * page.page_size + len(page.rows),
+        }
+    )
+    return render(request, "console/protectors.html", context)
+
+
+@login_required
+@require_GET
+def protector_detail(request: HttpRequest, namespace: str, name: str) -> HttpResponse:
+    try:
+        detail = services.protector_detail(namespace, name)
+    except (CacheNotSynced, KubeError) as error:
+        return render(
+            request,
+            "console/protector_detail.html",
+            {"namespace": namespace, "name": name, "error": redact(error)},
+        )
+    if detail is None:
+        raise Http404(f"no PodProtector {namespace}/{name}")
+    status = detail["status"]
+    cells = []
+    for cell in status.get("cells") or []:
+        if not isinstance(cell, dict):
+            continue
+        history = cell.get("admissionHistory") or {}
+        cells.append(
+            {
+                "id": cell.get("cellID"),
+                "aggregation": cell.get("aggregation") or {},
+                "buckets": [
+                    {**b, "pod": b.get("podName") or b.get("podUID") or ""}
+                    for b in history.get("buckets") or []
+                    if isinstance(b, dict)
+                ],
+            }
+        )
+    source = dict(detail["source"])
+    if source.get("error"):
+        source["error"] = redact(source["error"])
+    events = dict(detail["events"])
+    if events.get("error"):
+        events["error"] = redact(events["error"])
+    context = {
+        "namespace": namespace,
+        "name": name,
+        "error": None,
+        "row": detail["row"],
+        "metadata": detail["metadata"],
+        "spec": detail["spec"],
+        "summary": status.get("summary") or {},
+        "cells": cells,
+        "source": source,
+        "events": events,
+    }
+    return render(request, "console/protector_detail.html", context)
+
+
+# -- cells -------------------------------------------------------------------------------------
+
+
+@login_required
+@require_GET
+def cell_list(request: HttpRequest) -> HttpResponse:
+    data = services.list_cells()
+    cells = []
+    for cell in data["cells"]:
+        cells.append({**cell, "reachability": _redact_reachability(cell["reachability"])})
+    context = {
+        "cells": cells,
+        "cache_synced": data["cache_synced"],
+        "cache_error": redact(data["cache_error"]) if data["cache_error"] else None,
+        "redis_error": redact(data["redis_error"]) if data["redis_error"] else None,
+        "can_operate": can_operate(request.user),
+    }
+    return render(request, "console/cells.html", context)
+
+
+@login_required
+@require_POST
+def cell_remove(request: HttpRequest, cell_id: str) -> HttpResponse:
+    require_operator(request)
+    label = f"Remove {cell_id} from PodProtectors"
+    typed = request.POST.get("confirm_cell", "").strip()
+    if typed != cell_id:
+        messages.error(
+            request,
+            f"{label}: not done: type the cell ID {cell_id!r} exactly to confirm "
+            f"(you typed {typed!r})",
+        )
+        return redirect("console:cells")
+    run_console_action(
+        request,
+        lambda: services.remove_cell_from_protectors(
+            request.user,
+            cell_id=cell_id,
+            reason=request.POST.get("reason", ""),
+            namespace=request.POST.get("namespace", ""),
+            label_selector=request.POST.get("label_selector", ""),
+            dry_run=bool(request.POST.get("dry_run")),
+        ),
+        label=label,
+    )
+    return redirect("console:cells")
+
+
+def _aggregator_switch(paused: bool):
+    @login_required
+    @require_POST
+    def view(request: HttpRequest, cell_id: str) -> HttpResponse:
+        require_operator(request)
+        run_console_action(
+            request,
+            lambda: worker_services.set_aggregator_paused(
+                request.user, cell_id, paused, reason=request.POST.get("reason", "")
+            ),
+            label=f"{'Pause' if paused else 'Resume'} the aggregator of {cell_id}",
+        )
+        return redirect("console:cells")
+
+    view.__name__ = "aggregator_pause" if paused else "aggregator_resume"
+    return view
+
+
+aggregator_pause = _aggregator_switch(True)
+aggregator_resume = _aggregator_switch(False)
+
+
+# -- webhook -----------------------------------------------------------------------------------
+# (The webhook's own endpoints live in webhook/views.py; its console page lives here.)
+
+
+@login_required
+@require_GET
+def webhook_page(request: HttpRequest) -> HttpResponse:
+    from webhook import services as webhook_services
+
+    states = []
+    for state in webhook_services.all_states():
+        states.append({**state, "error": redact(state["error"]) if state["error"] else None})
+    context = {
+        "states": states,
+        "what_disable_does": webhook_services.WHAT_DISABLE_DOES,
+        "what_enable_does": webhook_services.WHAT_ENABLE_DOES,
+        "config": settings.PODSEIDON.webhook,
+        "can_operate": can_operate(request.user),
+    }
+    return render(request, "console/webhook.html", context)
+
+
+def _webhook_switch(enable: bool):
+    @login_required
+    @require_POST
+    def view(request: HttpRequest, cell_id: str) -> HttpResponse:
+        from webhook import services as webhook_services
+
+        require_operator(request)
+        act = webhook_services.enable if enable else webhook_services.disable
+        run_console_action(
+            request,
+            lambda: act(
+                request.user,
+                cell_id,
+                reason=request.POST.get("reason", ""),
+                dry_run=bool(request.POST.get("dry_run")),
+            ),
+            label=f"{'Re-enable' if enable else 'Disable'} the webhook in {cell_id}",
+        )
+        return redirect("console:webhook")
+
+    view.__name__ = "webhook_enable" if enable else "webhook_disable"
+    return view
+
+
+webhook_disable = _webhook_switch(False)
+webhook_enable = _webhook_switch(True)
+
+
+@login_required
+@require_POST
+def webhook_disable_all(request: HttpRequest) -> HttpResponse:
+    from webhook import services as webhook_services
+
+    require_operator(request)
+    label = "Disable the webhook in all worker clusters"
+    if not request.POST.get("confirm"):
+        messages.error(
+            request, f"{label}: not done: tick the box confirming no cell's pods will be protected"
+        )
+        return redirect("console:webhook")
+    run_console_action(
+        request,
+        lambda: webhook_services.disable_all(
+            request.user,
+            reason=request.POST.get("reason", ""),
+            dry_run=bool(request.POST.get("dry_run")),
+        ),
+        label=label,
+    )
+    return redirect("console:webhook")

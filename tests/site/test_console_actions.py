@@ -1,0 +1,229 @@
+"""Console actions: operators only, CSRF, a reason always, the typed cell ID for removal, one
+audit record per attempted action, failures shown with their cause."""
+
+from __future__ import annotations
+
+import pytest
+from django.test import Client
+from site_fakes import WEBHOOK_NAME, install_cache, protector, webhook_configuration
+
+from audit.models import AuditRecord
+from protectors import constants
+from protectors.kube.client import PODPROTECTORS, VALIDATING_WEBHOOKS
+from webhook.services import NEVER_MATCHING_SELECTOR
+from workers.models import ControllerSwitch
+
+pytestmark = pytest.mark.django_db
+
+ORIGINAL = {"matchLabels": {"team": "payments"}}
+REMOVE = constants.ANNOTATION_REMOVE_CELL_ONCE
+REMOVE_FORM = {"confirm_cell": "cell-a", "reason": "cell-a is gone"}
+ACTIONS = [
+    ("/cells/cell-a/remove/", REMOVE_FORM),
+    ("/cells/cell-a/aggregator/pause/", {"reason": "r"}),
+    ("/cells/cell-a/aggregator/resume/", {"reason": "r"}),
+    ("/webhook/cell-a/disable/", {"reason": "r"}),
+    ("/webhook/cell-a/enable/", {"reason": "r"}),
+    ("/webhook/disable-all/", {"reason": "r", "confirm": "1"}),
+]
+
+
+def logged_in(user, **kwargs) -> Client:
+    client = Client(**kwargs)
+    client.force_login(user)
+    return client
+
+
+def shown(response) -> str:
+    return " | ".join(str(m) for m in response.context["messages"])
+
+
+def annotations(fakes, namespace: str, name: str) -> dict:
+    obj = fakes["core"].get(PODPROTECTORS, namespace, name)
+    return obj["metadata"].get("annotations") or {}
+
+
+def webhook_selector(fakes, cell: str):
+    return (
+        fakes[cell]
+        .get(VALIDATING_WEBHOOKS, None, WEBHOOK_NAME)["webhooks"][0]
+        .get("objectSelector")
+    )
+
+
+@pytest.fixture
+def world(fakes):
+    objects = [
+        protector("ns-1", "web"),
+        protector("ns-1", "api", labels={"tier": "front"}),
+        protector("ns-2", "db"),
+        protector("ns-2", "only-b", cells={"cell-b": 2}),
+    ]
+    for obj in objects:
+        fakes["core"].add(PODPROTECTORS, obj)
+    install_cache(objects)
+    for cell in ("cell-a", "cell-b"):
+        fakes[cell].add(VALIDATING_WEBHOOKS, webhook_configuration(ORIGINAL))
+    return fakes
+
+
+@pytest.mark.parametrize("path, data", ACTIONS)
+def test_viewers_get_403_and_nothing_happens(world, users, path, data) -> None:
+    response = logged_in(users["viewer"]).post(path, data)
+    assert response.status_code == 403
+    assert AuditRecord.objects.count() == 0
+    assert world["core"].writes == [] and world["cell-a"].writes == []
+
+
+def test_viewers_see_pages_without_action_forms(world, users) -> None:
+    client = logged_in(users["viewer"])
+    cells = client.get("/cells/").content.decode()
+    webhook = client.get("/webhook/").content.decode()
+    assert "Remove this cell from all PodProtectors" in cells
+    assert 'action="/cells/cell-a/remove/"' not in cells
+    assert 'action="/webhook/cell-a/disable/"' not in webhook
+    operator = logged_in(users["operator"])
+    assert 'action="/cells/cell-a/remove/"' in operator.get("/cells/").content.decode()
+    assert 'action="/webhook/cell-a/disable/"' in operator.get("/webhook/").content.decode()
+
+
+@pytest.mark.parametrize("path, data", ACTIONS)
+def test_every_action_needs_a_reason(world, users, path, data) -> None:
+    response = logged_in(users["operator"]).post(path, {**data, "reason": "  "}, follow=True)
+    assert response.status_code == 200
+    assert "a reason is required" in shown(response)
+    assert AuditRecord.objects.count() == 0
+
+
+def test_csrf_is_enforced(world, users) -> None:
+    client = logged_in(users["operator"], enforce_csrf_checks=True)
+    response = client.post("/webhook/cell-a/disable/", {"reason": "r"})
+    assert response.status_code == 403
+    assert webhook_selector(world, "cell-a") == ORIGINAL
+    assert AuditRecord.objects.count() == 0
+    # With the page's token it goes through.
+    client.get("/webhook/")
+    token = client.cookies["csrftoken"].value
+    response = client.post(
+        "/webhook/cell-a/disable/", {"reason": "r", "csrfmiddlewaretoken": token}
+    )
+    assert response.status_code == 302
+    assert webhook_selector(world, "cell-a") == NEVER_MATCHING_SELECTOR
+
+
+def test_remove_cell_with_the_typed_id(world, users) -> None:
+    response = logged_in(users["operator"]).post("/cells/cell-a/remove/", REMOVE_FORM, follow=True)
+    assert response.redirect_chain[-1][0] == "/cells/"
+    text = shown(response)
+    assert "4 matched; annotated 3;" in text
+    for ns, name in (("ns-1", "web"), ("ns-1", "api"), ("ns-2", "db")):
+        assert annotations(world, ns, name)[REMOVE] == "cell-a"
+    assert REMOVE not in annotations(world, "ns-2", "only-b")
+    record = AuditRecord.objects.get()
+    assert (record.action, record.target, record.username) == ("remove-cell", "cell/cell-a", "otto")
+    assert record.reason == "cell-a is gone" and record.outcome == "succeeded"
+    assert f"audit record #{record.pk}" in text
+
+
+@pytest.mark.parametrize("typed", ["", "cell-b", "CELL-A", "cell-ax"])
+def test_remove_cell_refuses_a_wrong_typed_id(world, users, typed) -> None:
+    response = logged_in(users["operator"]).post(
+        "/cells/cell-a/remove/", {**REMOVE_FORM, "confirm_cell": typed}, follow=True
+    )
+    assert "type the cell ID" in shown(response)
+    assert world["core"].writes == []
+    assert AuditRecord.objects.count() == 0
+
+
+def test_remove_cell_dry_run_and_filters(world, users) -> None:
+    client = logged_in(users["operator"])
+    response = client.post(
+        "/cells/cell-a/remove/", {**REMOVE_FORM, "dry_run": "1", "namespace": "ns-1"}, follow=True
+    )
+    assert "(dry run)" in shown(response) and "would annotate 2" in shown(response)
+    assert world["core"].writes == []
+    response = client.post(
+        "/cells/cell-a/remove/", {**REMOVE_FORM, "label_selector": "tier=front"}, follow=True
+    )
+    assert "1 matched; annotated 1" in shown(response)
+    assert annotations(world, "ns-1", "api")[REMOVE] == "cell-a"
+    assert REMOVE not in annotations(world, "ns-1", "web")
+    response = client.post(
+        "/cells/cell-a/remove/", {**REMOVE_FORM, "label_selector": "a in (b"}, follow=True
+    )
+    assert "invalid label selector" in shown(response)
+    assert AuditRecord.objects.count() == 2
+    assert AuditRecord.objects.filter(dry_run=True).count() == 1
+
+
+def test_remove_cell_failures_are_shown_and_audited(world, users) -> None:
+    world["core"].fail_patches_for.update({"web", "api", "db"})
+    response = logged_in(users["operator"]).post("/cells/cell-a/remove/", REMOVE_FORM, follow=True)
+    text = shown(response)
+    assert "PARTLY FAILED" in text and "3 failed" in text and "injected failure" in text
+    assert AuditRecord.objects.get().outcome == "partial"
+
+
+def test_pause_and_resume_the_aggregator(world, users) -> None:
+    client = logged_in(users["operator"])
+    response = client.post("/cells/cell-a/aggregator/pause/", {"reason": "noisy"}, follow=True)
+    assert "aggregator/cell-a paused" in shown(response)
+    assert ControllerSwitch.objects.get(controller_key="aggregator/cell-a").paused
+    page = client.get("/cells/").content.decode()
+    assert 'action="/cells/cell-a/aggregator/resume/"' in page
+    response = client.post("/cells/cell-a/aggregator/resume/", {"reason": "calm"}, follow=True)
+    assert "resumed" in shown(response)
+    assert not ControllerSwitch.objects.get(controller_key="aggregator/cell-a").paused
+    assert list(AuditRecord.objects.order_by("id").values_list("action", flat=True)) == [
+        "controller-pause",
+        "controller-resume",
+    ]
+
+
+def test_unknown_cell_is_refused(world, users) -> None:
+    response = logged_in(users["operator"]).post(
+        "/cells/nope/aggregator/pause/", {"reason": "r"}, follow=True
+    )
+    assert "unknown cell" in shown(response)
+    assert AuditRecord.objects.count() == 0
+
+
+def test_disable_and_re_enable_the_webhook(world, users) -> None:
+    client = logged_in(users["operator"])
+    response = client.post("/webhook/cell-a/disable/", {"reason": "incident 42"}, follow=True)
+    assert "webhook disabled in cell-a" in shown(response)
+    assert webhook_selector(world, "cell-a") == NEVER_MATCHING_SELECTOR
+    assert webhook_selector(world, "cell-b") == ORIGINAL
+    page = client.get("/webhook/").content.decode()
+    assert "disabled by the console" in page
+    assert 'action="/webhook/cell-a/enable/"' in page
+    assert "No pod deletion in that cluster is checked by Podseidon" in page
+    response = client.post("/webhook/cell-a/enable/", {"reason": "over"}, follow=True)
+    assert "re-enabled" in shown(response)
+    assert webhook_selector(world, "cell-a") == ORIGINAL
+    assert AuditRecord.objects.count() == 2
+
+
+def test_disable_all_needs_the_confirmation(world, users) -> None:
+    client = logged_in(users["operator"])
+    response = client.post("/webhook/disable-all/", {"reason": "r"}, follow=True)
+    assert "tick the box" in shown(response)
+    assert AuditRecord.objects.count() == 0
+    response = client.post("/webhook/disable-all/", {"reason": "r", "confirm": "1"}, follow=True)
+    # cell-dead cannot be reached: a partial outcome, shown with its cause.
+    text = shown(response)
+    assert "PARTLY FAILED" in text and "cell-dead" in text
+    assert webhook_selector(world, "cell-a") == NEVER_MATCHING_SELECTOR
+    assert webhook_selector(world, "cell-b") == NEVER_MATCHING_SELECTOR
+    record = AuditRecord.objects.get()
+    assert (record.action, record.outcome) == ("webhook-disable-all", "partial")
+
+
+def test_webhook_failure_in_an_unreachable_cell_is_shown(world, users, tmp_path) -> None:
+    response = logged_in(users["operator"]).post(
+        "/webhook/cell-dead/disable/", {"reason": "r"}, follow=True
+    )
+    text = shown(response)
+    assert "FAILED" in text and "unreachable" in text
+    assert str(tmp_path) not in response.content.decode()
+    assert AuditRecord.objects.get().outcome == "failed"
