@@ -16,7 +16,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import datetime
-import ipaddress
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -27,9 +26,9 @@ from typing import Any
 import orjson
 from aiohttp import web
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+from cryptography.hazmat.primitives import serialization
+
+from sandbox.pki import issue_server_cert, make_ca
 
 __all__ = [
     "ALLOW",
@@ -79,71 +78,13 @@ class Received:
 # --- certificates -----------------------------------------------------------------------------
 
 
-def _name(common_name: str) -> x509.Name:
-    return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
-
-
-def make_ca(common_name: str) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
-    key = ec.generate_private_key(ec.SECP256R1())
-    now = datetime.datetime.now(datetime.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(_name(common_name))
-        .issuer_name(_name(common_name))
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + datetime.timedelta(days=1))
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .add_extension(
-            x509.KeyUsage(
-                digital_signature=True,
-                key_cert_sign=True,
-                crl_sign=True,
-                content_commitment=False,
-                key_encipherment=False,
-                data_encipherment=False,
-                key_agreement=False,
-                encipher_only=False,
-                decipher_only=False,
-            ),
-            critical=True,
-        )
-        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
-        .sign(key, hashes.SHA256())
-    )
-    return cert, key
+# The test webhook's certificates only need to outlive one test session.
+_ONE_DAY = datetime.timedelta(days=1)
 
 
 def pem_bundle(cert: x509.Certificate) -> str:
     """A certificate as a webhook clientConfig.caBundle (base64 of the PEM)."""
     return base64.b64encode(cert.public_bytes(serialization.Encoding.PEM)).decode()
-
-
-def _server_cert(
-    ca: x509.Certificate, ca_key: ec.EllipticCurvePrivateKey, dns_names: Sequence[str]
-) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
-    key = ec.generate_private_key(ec.SECP256R1())
-    now = datetime.datetime.now(datetime.UTC)
-    names: list[x509.GeneralName] = [
-        x509.IPAddress(ipaddress.ip_address("127.0.0.1")),
-        x509.DNSName("localhost"),
-        *(x509.DNSName(n) for n in dns_names),
-    ]
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(_name("capture-webhook"))
-        .issuer_name(ca.subject)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + datetime.timedelta(days=1))
-        .add_extension(x509.SubjectAlternativeName(names), critical=False)
-        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
-        .sign(ca_key, hashes.SHA256())
-    )
-    return cert, key
 
 
 # --- the server -------------------------------------------------------------------------------
@@ -166,8 +107,10 @@ class CaptureWebhook:
 
     def __post_init__(self) -> None:
         self.workdir.mkdir(parents=True, exist_ok=True)
-        ca, ca_key = make_ca("capture-webhook-ca")
-        cert, key = _server_cert(ca, ca_key, self.dns_names)
+        ca, ca_key = make_ca("capture-webhook-ca", validity=_ONE_DAY)
+        cert, key = issue_server_cert(
+            ca, ca_key, "capture-webhook", self.dns_names, validity=_ONE_DAY
+        )
         self.ca_bundle = pem_bundle(ca)
         self.cert_file = self.workdir / "webhook.crt"
         self.key_file = self.workdir / "webhook.key"
