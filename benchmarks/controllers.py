@@ -58,7 +58,7 @@ sys.path.insert(0, str(REPO))
 
 import aiohttp  # noqa: E402
 import orjson  # noqa: E402
-from harness import HarnessError, cpu_seconds, rfc3339, rss_mb  # noqa: E402
+from harness import HarnessError, cpu_seconds, exit_on_sigterm, rfc3339, rss_mb  # noqa: E402
 
 CELLS = ("cell-a", "cell-b")
 CLUSTERS = ("core", *CELLS)
@@ -1274,14 +1274,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
-def _terminated(signum: int, frame: Any) -> None:
-    # Unwind through the `finally` blocks: controllers, driver and sandbox are stopped.
-    raise SystemExit(128 + signum)
-
-
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    signal.signal(signal.SIGTERM, _terminated)
+    exit_on_sigterm()
     from tests.integration.conftest import start_sandbox
 
     tmp = Path(tempfile.mkdtemp(prefix="podseidon-ctlbench-"))

@@ -6,6 +6,7 @@ Scripts import it as ``harness`` (``python benchmarks/X.py`` puts this folder on
 from __future__ import annotations
 
 import os
+import signal
 import time
 
 _CLK_TCK = os.sysconf("SC_CLK_TCK")
@@ -34,3 +35,12 @@ def rss_mb(pid: int | str = "self") -> float:
 
 def rfc3339(t: float) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(t))
+
+
+def exit_on_sigterm() -> None:
+    """Turn SIGTERM into SystemExit(143) so `finally` blocks stop what the benchmark started."""
+
+    def terminated(signum: int, frame: object) -> None:
+        raise SystemExit(128 + signum)
+
+    signal.signal(signal.SIGTERM, terminated)

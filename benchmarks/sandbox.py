@@ -44,7 +44,7 @@ from urllib.parse import quote
 import aiohttp
 import orjson
 import yaml
-from harness import HarnessError, cpu_seconds, rfc3339, rss_mb
+from harness import HarnessError, cpu_seconds, exit_on_sigterm, rfc3339, rss_mb
 
 REPO = Path(__file__).resolve().parents[1]
 CRD_FILE = REPO / "deploy" / "crds" / "podprotectors.yaml"
@@ -1240,14 +1240,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
-def _terminated(signum: int, frame: Any) -> None:
-    # Unwind through the `finally` blocks so the sandbox and the watch process are stopped.
-    raise SystemExit(128 + signum)
-
-
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    signal.signal(signal.SIGTERM, _terminated)
+    exit_on_sigterm()
     tmp = Path(tempfile.mkdtemp(prefix="podseidon-bench-"))
     state_dir = tmp / "state"
     gc_log = tmp / "gc.log" if args.gc_stats else None
