@@ -187,9 +187,15 @@ class WebhookConfig(_Section):
         default=100, description="Random extra wait U[0, jitter) on top of the base."
     )
     batch_window_millis: NonNegativeInt = Field(
-        default=0,
+        default=5,
         description="Wait this long before a status write so concurrent deletions of one "
         "PodProtector share it (fewer writes and conflicts, more latency).",
+    )
+    bucket_refresh_after_millis: NonNegativeInt = Field(
+        default=100,
+        description="A repeated review of an admitted pod moves its bucket's startTime to now "
+        "only when the bucket is older than this (0: always). kube-apiserver reviews one DELETE "
+        "more than once within milliseconds; this spares those repeats a status write each.",
     )
     requires_pod_name: Literal["never", "always", "by-cell"] = Field(
         default="never", description="Record pod names in admission buckets."

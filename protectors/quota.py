@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from datetime import datetime
+from datetime import datetime, timedelta
 from enum import StrEnum
 
 from protectors.health import Contributions, HealthCriterion
@@ -82,11 +82,17 @@ def admit_batch(
     now: datetime,
     *,
     record_pod_names: bool = False,
+    refresh_after: timedelta = timedelta(0),
 ) -> QuotaOutcome:
     """Judge `requests` (ordered oldest to newest) against `protector`'s quota.
 
     The newest request is judged first: an older one is more likely to have timed out at the
     apiserver already, so spending the quota on it would waste it.
+
+    A request for a pod that already has a bucket moves the bucket's startTime to `now` only
+    when the bucket is older than `refresh_after` (never backwards). kube-apiserver reviews one
+    DELETE more than once within milliseconds; moving the startTime by those milliseconds would
+    cost a status write of its own while barely changing when the aggregator may drop it.
     """
     now = utc(now)
     current = summarize(protector.status or Status(), config)
@@ -118,7 +124,7 @@ def admit_batch(
         if existing is not None:
             # Refreshing keeps the aggregator from clearing the bucket before it sees the pod go.
             bucket = cell_buckets[existing]
-            if bucket.start_time != now:
+            if bucket.start_time < now - refresh_after:
                 cell_buckets[existing] = replace(bucket, start_time=now)
                 touched.add(request.cell_id)
             decided[index] = AdmissionResult.ALREADY_ADMITTED

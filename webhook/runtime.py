@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import threading
 import time
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from podseidon_site.config import PodseidonConfig
 from protectors.history_config import EffectiveHistoryConfig
@@ -54,6 +54,7 @@ class WebhookRuntime:
             self.history_defaults,
             _utcnow,
             on_write=self.observer.status_written,
+            refresh_after=timedelta(milliseconds=config.webhook.bucket_refresh_after_millis),
         )
         webhook = config.webhook
         self.batcher: RetryBatcher = RetryBatcher(

@@ -11,7 +11,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Protocol
 
 from protectors.history_config import EffectiveHistoryConfig, effective_config
@@ -42,12 +42,14 @@ class StatusWriter:
         now: Callable[[], datetime],
         *,
         on_write: Callable[[str, int], None] | None = None,
+        refresh_after: timedelta = timedelta(0),
     ) -> None:
         self._core = core
         self._protectors = protectors
         self._defaults = defaults
         self._now = now
         self._on_write = on_write
+        self._refresh_after = refresh_after
         self._lock = threading.Lock()
         self._written: dict[str, _Written] = {}
 
@@ -59,7 +61,14 @@ class StatusWriter:
             return [AdmissionResult.OK] * len(requests)
         base = self._freshest(key, cached)
         config = effective_config(base.spec.admission_history_config, self._defaults)
-        outcome = admit_batch(base, config, requests, self._now(), record_pod_names=True)
+        outcome = admit_batch(
+            base,
+            config,
+            requests,
+            self._now(),
+            record_pod_names=True,
+            refresh_after=self._refresh_after,
+        )
         if not outcome.changed:
             return list(outcome.results)
         body = base.with_status(outcome.status).to_dict()

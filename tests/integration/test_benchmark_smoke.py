@@ -35,24 +35,30 @@ FIGURE_LINES = (
 )
 
 
-def test_sandbox_benchmark_runs(tmp_path: Path) -> None:
-    figures = tmp_path / "figures.json"
+def run_benchmark(script: str, *args: str, timeout: float) -> str:
+    """Run benchmarks/<script> with `args`; its standard output, once it exited 0."""
     done = subprocess.run(
-        [
-            sys.executable,
-            str(REPO / "benchmarks" / "sandbox.py"),
-            *("--pods", "200", "--protectors", "20", "--watches", "2", "--seconds", "2"),
-            *("--clients", "4", "--json", str(figures)),
-        ],
+        [sys.executable, str(REPO / "benchmarks" / script), *args],
         cwd=REPO,
         capture_output=True,
         text=True,
-        timeout=180,
+        timeout=timeout,
     )
     assert done.returncode == 0, f"stdout:\n{done.stdout}\nstderr:\n{done.stderr}"
-    lines = done.stdout.splitlines()
+    return done.stdout
+
+
+def test_sandbox_benchmark_runs(tmp_path: Path) -> None:
+    figures = tmp_path / "figures.json"
+    out = run_benchmark(
+        "sandbox.py",
+        *("--pods", "200", "--protectors", "20", "--watches", "2", "--seconds", "2"),
+        *("--clients", "4", "--json", str(figures)),
+        timeout=180,
+    )
+    lines = out.splitlines()
     for prefix in FIGURE_LINES:
-        assert any(line.startswith(prefix) for line in lines), f"no {prefix!r} line:\n{done.stdout}"
+        assert any(line.startswith(prefix) for line in lines), f"no {prefix!r} line:\n{out}"
     result = next(line for line in lines if line.startswith("RESULT: "))
     assert result.split()[1] in ("PASS", "FAIL")
 
@@ -65,3 +71,18 @@ def test_sandbox_benchmark_runs(tmp_path: Path) -> None:
         # Every successful write reached every watch of its kind.
         assert data["watches"][kind]["missing"] == 0, data["watches"][kind]
         assert data["watches"][kind]["matched"] > 0
+
+
+def test_webhook_benchmark_runs() -> None:
+    """`benchmarks/webhook.py` at toy sizes, one compared configuration included."""
+    out = run_benchmark(
+        "webhook.py",
+        *("--protectors", "100", "--deletes", "5", "--concurrent", "6", "--rounds", "1"),
+        *("--compare", "batch_window_millis=0,bucket_refresh_after_millis=0"),
+        timeout=300,
+    )
+    assert "target median <= 50 us: PASS" in out
+    assert "ratio to without: median" in out
+    writes = [line for line in out.splitlines() if "writes per admitted deletion over 1" in line]
+    assert len(writes) == 2, out
+    assert "reviews straight at the webhook" in out

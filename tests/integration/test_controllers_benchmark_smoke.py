@@ -7,13 +7,11 @@ nothing at these sizes.
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-from .conftest import REPO
+from .test_benchmark_smoke import run_benchmark
 
 pytestmark = pytest.mark.integration
 
@@ -34,24 +32,17 @@ FIGURE_LINES = (
 
 def test_controllers_benchmark_runs(tmp_path: Path) -> None:
     figures = tmp_path / "figures.json"
-    done = subprocess.run(
-        [
-            sys.executable,
-            str(REPO / "benchmarks" / "controllers.py"),
-            *("--pprs", "10", "--flips", "20", "--deployments", "5"),
-            *("--aggregation-rate-ms", "200", "--idle-seconds", "0.5", "--clients", "4"),
-            *("--poll-interval", "0.2", "--generator-poll-interval", "0.1", "--timeout", "60"),
-            *("--json", str(figures)),
-        ],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
+    out = run_benchmark(
+        "controllers.py",
+        *("--pprs", "10", "--flips", "20", "--deployments", "5"),
+        *("--aggregation-rate-ms", "200", "--idle-seconds", "0.5", "--clients", "4"),
+        *("--poll-interval", "0.2", "--generator-poll-interval", "0.1", "--timeout", "60"),
+        *("--json", str(figures)),
         timeout=120,
     )
-    assert done.returncode == 0, f"stdout:\n{done.stdout}\nstderr:\n{done.stderr}"
-    lines = done.stdout.splitlines()
+    lines = out.splitlines()
     for prefix in FIGURE_LINES:
-        assert any(line.startswith(prefix) for line in lines), f"no {prefix!r} line:\n{done.stdout}"
+        assert any(line.startswith(prefix) for line in lines), f"no {prefix!r} line:\n{out}"
 
     data = json.loads(figures.read_text())
     assert data["seed_pods"]["count"] == 100  # 10 protectors x 5 pods x 2 cells

@@ -319,6 +319,53 @@ def test_refresh_at_same_instant_is_no_change():
     assert outcome.changed is False
 
 
+# (bucket age relative to now, refresh_after, whether the startTime moves to now)
+REFRESH = [
+    ("older-than-threshold", timedelta(seconds=2), timedelta(seconds=1), True),
+    ("younger-than-threshold", timedelta(milliseconds=40), timedelta(milliseconds=100), False),
+    ("exactly-threshold", timedelta(milliseconds=100), timedelta(milliseconds=100), False),
+    ("just-past-threshold", timedelta(milliseconds=101), timedelta(milliseconds=100), True),
+    ("no-threshold-any-age", timedelta(milliseconds=1), timedelta(0), True),
+    # Another replica's clock may run ahead: a refresh never moves a bucket back in time.
+    ("future-bucket-no-threshold", -timedelta(milliseconds=30), timedelta(0), False),
+    ("future-bucket-threshold", -timedelta(seconds=3), timedelta(milliseconds=100), False),
+]
+
+
+@pytest.mark.parametrize(
+    ("age", "refresh_after", "moves"), [r[1:] for r in REFRESH], ids=[r[0] for r in REFRESH]
+)
+def test_refresh_threshold(age, refresh_after, moves):
+    bucket = Bucket(start_time=NOW - age, pod_uid="x")
+    outcome = admit_batch(
+        _simple(buckets=(bucket,)),
+        EffectiveHistoryConfig(),
+        [req("x")],
+        NOW,
+        refresh_after=refresh_after,
+    )
+    assert outcome.results == (ADMITTED,)
+    assert outcome.changed is moves
+    expected = NOW if moves else NOW - age
+    assert outcome.status.cell("a").buckets[0].start_time == expected
+    # Whether or not it is rewritten, the admitted deletion still holds its quota.
+    assert outcome.status.summary.estimated_available_replicas == 3
+
+
+def test_refresh_rides_along_with_a_new_admission():
+    young = Bucket(start_time=NOW - timedelta(milliseconds=10), pod_uid="x")
+    outcome = admit_batch(
+        _simple(buckets=(young,)),
+        EffectiveHistoryConfig(),
+        [req("x"), req("p2")],
+        NOW,
+        refresh_after=timedelta(milliseconds=100),
+    )
+    assert outcome.results == (ADMITTED, OK)
+    assert outcome.changed
+    assert [b.start_time for b in outcome.status.cell("a").buckets] == [young.start_time, NOW]
+
+
 def test_rejections_change_nothing():
     ppr = _simple(min_available=4)
     outcome = admit_batch(ppr, EffectiveHistoryConfig(), [req("p1"), req("p2")], NOW)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -132,3 +132,28 @@ def test_starts_from_its_own_write_until_the_cache_catches_up() -> None:
     cache.protector = _ppr("555")  # somebody else wrote after us: the cache wins
     writer("demo/p", [_request("u3")])
     assert core.writes[2]["metadata"]["resourceVersion"] == "555"
+
+
+def test_repeated_review_within_the_refresh_threshold_writes_nothing() -> None:
+    core = FakeCore()
+    clock = [NOW]
+    writer = StatusWriter(
+        core,
+        Cache(_ppr("1")),
+        EffectiveHistoryConfig(),
+        lambda: clock[0],
+        refresh_after=timedelta(milliseconds=100),
+    )
+    assert writer("demo/p", [_request("u1")]) == [AdmissionResult.OK]
+    assert len(core.writes) == 1
+    # kube-apiserver's second review of the same DELETE, milliseconds later: no second write.
+    clock[0] = NOW + timedelta(milliseconds=3)
+    assert writer("demo/p", [_request("u1")]) == [AdmissionResult.ALREADY_ADMITTED]
+    assert len(core.writes) == 1
+    # A retry long after (a client retrying a timed-out DELETE) does refresh the bucket.
+    clock[0] = NOW + timedelta(seconds=2)
+    assert writer("demo/p", [_request("u1")]) == [AdmissionResult.ALREADY_ADMITTED]
+    assert len(core.writes) == 2
+    bucket = core.writes[-1]["status"]["cells"][0]["admissionHistory"]["buckets"][0]
+    assert bucket["podUID"] == "u1"
+    assert bucket["startTime"].startswith("2026-11-21T12:00:02")
