@@ -26,8 +26,13 @@ from typing import Any
 import orjson
 
 from protectors.selectors import SelectorError, parse_selector_string
-from sandbox import errors, schema
-from sandbox.defaults import ON_CREATE, normalize_pod_status, webhook_configuration_on_write
+from sandbox import errors, schema, strict, validation
+from sandbox.defaults import (
+    ON_CREATE,
+    allocate_cluster_ip,
+    normalize_pod_status,
+    webhook_configuration_on_write,
+)
 from sandbox.errors import ApiError
 from sandbox.patch import (
     APPLY_PATCH,
@@ -48,6 +53,8 @@ log = logging.getLogger(__name__)
 CRD_KEY = ("apiextensions.k8s.io", "customresourcedefinitions")
 NAMESPACE_KEY = ("", "namespaces")
 POD_KEY = ("", "pods")
+SERVICE_KEY = ("", "services")
+SECRET_KEY = ("", "secrets")
 INITIAL_NAMESPACES = ("default", "kube-system", "kube-public", "kube-node-lease")
 ADMIN_USER = {
     "username": "admin",
@@ -100,6 +107,17 @@ def deletion_finalizers(meta: dict[str, Any], policy: str | None) -> list[str] |
     elif policy == "Foreground":
         kept.append(FOREGROUND_FINALIZER)
     return None if set(kept) == set(current) else kept
+
+
+def _keep_allocated_ips(new: dict[str, Any], old: dict[str, Any]) -> None:
+    # An update that leaves out the allocated address keeps it, as kube-apiserver does.
+    spec, old_spec = new.get("spec"), old.get("spec") or {}
+    if isinstance(spec, dict) and not spec.get("clusterIP") and old_spec.get("clusterIP"):
+        new["spec"] = {
+            **spec,
+            "clusterIP": old_spec["clusterIP"],
+            "clusterIPs": old_spec.get("clusterIPs") or [old_spec["clusterIP"]],
+        }
 
 
 def _ordered_metadata(meta: dict[str, Any]) -> dict[str, Any]:
@@ -507,31 +525,47 @@ class Cluster:
         obj["metadata"] = dict(meta) if isinstance(meta, dict) else {}
         return obj
 
+    def _check_strict(self, rt: ResourceType, obj: dict[str, Any], version: str) -> None:
+        """`fieldValidation=Strict`: a field the kind does not define is a 400."""
+        if rt.custom:
+            sch = rt.schemas.get(version) or rt.schemas.get(rt.version) or {}
+            unknown: list[str] | None = schema.unknown_fields(sch, obj)
+        else:
+            unknown = strict.unknown_builtin_fields(version, rt.kind, obj)
+        if unknown:
+            raise errors.bad_request(
+                f'{rt.kind} in version "{version}" cannot be handled as a {rt.kind}: '
+                "strict decoding error: " + ", ".join(f'unknown field "{u}"' for u in unknown)
+            )
+
     def _validate(
         self,
         rt: ResourceType,
         obj: dict[str, Any],
         version: str,
         field_validation: str | None = None,
+        old: dict[str, Any] | None = None,
     ) -> dict[str, Any]:
-        """Prune/default/validate custom resources; check names. Returns the object to store."""
+        """Prune/default/validate custom resources and the built-in kinds the sandbox checks
+        (`old` is the stored object on update, for immutable fields). Returns the object to
+        store."""
         name = obj["metadata"].get("name", "")
+        if field_validation == "Strict":
+            self._check_strict(rt, obj, version)
         if rt.custom:
             sch = rt.schemas.get(version) or rt.schemas.get(rt.version) or {}
-            if field_validation == "Strict":
-                unknown = schema.unknown_fields(sch, obj)
-                if unknown:
-                    raise errors.bad_request(
-                        f'{rt.kind} in version "{version}" cannot be handled as a {rt.kind}: '
-                        "strict decoding error: "
-                        + ", ".join(f'unknown field "{u}"' for u in unknown)
-                    )
             obj = schema.default_and_prune(sch, obj)
             causes = schema.validate(sch, {k: v for k, v in obj.items() if k != "metadata"})
             if causes:
                 raise errors.invalid(rt.kind, rt.group, name, causes)
         elif rt.group == "apps":
             self._validate_workload(rt, obj, name)
+        elif (validator := validation.VALIDATORS.get(rt.key)) is not None:
+            if rt.key == SECRET_KEY:
+                validation.secret_data(obj)
+            causes = validator(obj, old)
+            if causes:
+                raise errors.invalid(rt.kind, rt.group, name, causes)
         return obj
 
     def _validate_workload(self, rt: ResourceType, obj: dict[str, Any], name: str) -> None:
@@ -616,6 +650,9 @@ class Cluster:
             raise errors.already_exists(rt.plural, rt.group, name)
         self._prepare_new(rt, obj, namespace)
         obj = self._validate(rt, obj, version or rt.version, field_validation)
+        if rt.key == SERVICE_KEY:
+            used = {s["spec"].get("clusterIP") for s in self.store.iter(SERVICE_KEY)}
+            allocate_cluster_ip(obj["spec"], used)
         if rt.key == POD_KEY:
             obj["status"] = normalize_pod_status(obj.get("status"))
         await self._admit(
@@ -795,9 +832,11 @@ class Cluster:
             if check_rv and wanted_rv and wanted_rv != existing["metadata"]["resourceVersion"]:
                 raise errors.conflict(rt.plural, rt.group, name)
             if field_validation == "Strict":
-                self._validate(rt, copy_object(new), version or rt.version, "Strict")
+                self._check_strict(rt, new, version or rt.version)
             merged = self._merged_for_update(rt, existing, new, subresource)
-            merged = self._validate(rt, merged, version or rt.version)
+            if rt.key == SERVICE_KEY:
+                _keep_allocated_ips(merged, existing)
+            merged = self._validate(rt, merged, version or rt.version, old=existing)
             if rt.key == POD_KEY:
                 merged["status"] = normalize_pod_status(merged.get("status"))
                 if merged.get("status") is None:

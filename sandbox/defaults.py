@@ -211,7 +211,61 @@ def crd_on_create(obj: dict[str, Any]) -> None:
     }
 
 
+def service_on_create(obj: dict[str, Any]) -> None:
+    spec = dict(obj.get("spec") or {})
+    spec.setdefault("type", "ClusterIP")
+    spec.setdefault("sessionAffinity", "None")
+    ports = []
+    for port in spec.get("ports") or []:
+        if isinstance(port, dict):
+            port = dict(port)
+            port.setdefault("protocol", "TCP")
+            port.setdefault("targetPort", port.get("port"))
+        ports.append(port)
+    if "ports" in spec:
+        spec["ports"] = ports
+    if spec["type"] != "ExternalName":
+        spec.setdefault("ipFamilies", ["IPv4"])
+        spec.setdefault("ipFamilyPolicy", "SingleStack")
+        spec.setdefault("internalTrafficPolicy", "Cluster")
+    obj["spec"] = spec
+    obj["status"] = {"loadBalancer": {}}
+
+
+def allocate_cluster_ip(spec: dict[str, Any], used: set[str]) -> None:
+    """Give a ClusterIP service the next free address of 10.96.0.0/12 (10.96.0.1 is the
+    `kubernetes` service's), unless it asked for one or is headless/ExternalName."""
+    if spec.get("type") == "ExternalName":
+        return
+    wanted = spec.get("clusterIP")
+    if not wanted:
+        for offset in range(10, 1 << 20):
+            candidate = f"10.{96 + (offset >> 16)}.{(offset >> 8) & 255}.{offset & 255}"
+            if candidate not in used:
+                wanted = candidate
+                break
+        spec["clusterIP"] = wanted
+    spec.setdefault("clusterIPs", [wanted])
+
+
+def secret_on_create(obj: dict[str, Any]) -> None:
+    obj.setdefault("type", "Opaque")
+
+
+def pod_disruption_budget_on_create(obj: dict[str, Any]) -> None:
+    # The disruption controller fills these in; until it runs nothing may be disrupted.
+    obj["status"] = {
+        "disruptionsAllowed": 0,
+        "currentHealthy": 0,
+        "desiredHealthy": 0,
+        "expectedPods": 0,
+    }
+
+
 ON_CREATE = {
+    ("", "services"): service_on_create,
+    ("", "secrets"): secret_on_create,
+    ("policy", "poddisruptionbudgets"): pod_disruption_budget_on_create,
     ("", "pods"): pod_on_create,
     ("", "namespaces"): namespace_on_create,
     ("", "nodes"): node_on_create,

@@ -22,6 +22,9 @@ VERSION_INFO = {
 # The order a v1.24 apiserver lists its built-in groups in; CRD groups follow, sorted.
 _GROUP_ORDER = (
     "apps",
+    "networking.k8s.io",
+    "policy",
+    "rbac.authorization.k8s.io",
     "coordination.k8s.io",
     "admissionregistration.k8s.io",
     "apiextensions.k8s.io",

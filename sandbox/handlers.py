@@ -163,7 +163,7 @@ class Handlers:
                     await _json_body(request),
                     subresource=route.subresource,
                     version=route.version,
-                    dry_run=_dry_run(q),
+                    dry_run=_dry_run(request),
                     field_validation=q.get("fieldValidation"),
                 )
                 return self.object_response(request, route, obj)
@@ -185,7 +185,7 @@ class Handlers:
                     body,
                     subresource=route.subresource,
                     version=route.version,
-                    dry_run=_dry_run(q),
+                    dry_run=_dry_run(request),
                     field_validation=q.get("fieldValidation"),
                 )
                 return self.object_response(request, route, obj)
@@ -209,7 +209,7 @@ class Handlers:
                 route.namespace,
                 await _json_body(request),
                 version=route.version,
-                dry_run=_dry_run(q),
+                dry_run=_dry_run(request),
                 field_validation=q.get("fieldValidation"),
             )
             return self.object_response(request, route, obj, status=201)
@@ -239,7 +239,7 @@ class Handlers:
                 route.namespace,
                 route.name,
                 lambda current: body,
-                dry_run=_dry_run(request.query),
+                dry_run=_dry_run(request),
             )
             return respond(scale)
         if request.method == "PATCH":
@@ -261,7 +261,7 @@ class Handlers:
                 route.namespace,
                 route.name,
                 lambda current: apply(current, patch),
-                dry_run=_dry_run(request.query),
+                dry_run=_dry_run(request),
             )
             return respond(scale)
         raise errors.method_not_allowed()
@@ -287,7 +287,7 @@ class Handlers:
                 raise errors.bad_request("gracePeriodSeconds must be an integer") from None
         if "propagationPolicy" in q:
             options.propagation_policy = q["propagationPolicy"]
-        if _dry_run(q):
+        if _dry_run(request):
             options.dry_run = True
         return options
 
@@ -501,8 +501,35 @@ def _truthy(value: str | None) -> bool:
     return value is not None and value.lower() in ("1", "true", "yes")
 
 
-def _dry_run(q: Any) -> bool:
-    return q.get("dryRun") == "All"
+_OPTIONS_KIND = {
+    "POST": "CreateOptions",
+    "PUT": "UpdateOptions",
+    "PATCH": "PatchOptions",
+    "DELETE": "DeleteOptions",
+}
+
+
+def _dry_run(request: web.Request) -> bool:
+    """``?dryRun=All``; any other value is refused rather than ignored, since a client that
+    believes it is only trying a write must never have it stored."""
+    values = request.query.getall("dryRun", [])
+    unsupported = [v for v in values if v != "All"]
+    if unsupported:
+        kind = _OPTIONS_KIND.get(request.method, "CreateOptions")
+        shown = ", ".join(f'"{v}"' for v in values)
+        raise errors.invalid(
+            kind,
+            "meta.k8s.io",
+            "",
+            [
+                {
+                    "reason": "FieldValueNotSupported",
+                    "message": f'Unsupported value: []string{{{shown}}}: supported values: "All"',
+                    "field": "dryRun",
+                }
+            ],
+        )
+    return bool(values)
 
 
 def _int_param(q: Any, name: str) -> int | None:

@@ -190,6 +190,28 @@ def builtin_types() -> list[ResourceType]:
         ResourceType(
             "",
             "v1",
+            "secrets",
+            "Secret",
+            True,
+            singular="secret",
+            extra_fields=frozenset({"type"}),
+        ),
+        ResourceType(
+            "",
+            "v1",
+            "services",
+            "Service",
+            True,
+            singular="service",
+            short_names=("svc",),
+            categories=("all",),
+            # A v1.24 apiserver serves no deletecollection for services.
+            verbs=("create", "delete", "get", "list", "patch", "update", "watch"),
+            subresources=_status("Service"),
+        ),
+        ResourceType(
+            "",
+            "v1",
             "serviceaccounts",
             "ServiceAccount",
             True,
@@ -233,6 +255,28 @@ def builtin_types() -> list[ResourceType]:
             has_generation=True,
         ),
         ResourceType(
+            "policy",
+            "v1",
+            "poddisruptionbudgets",
+            "PodDisruptionBudget",
+            True,
+            singular="poddisruptionbudget",
+            short_names=("pdb",),
+            subresources=_status("PodDisruptionBudget"),
+            has_generation=True,
+        ),
+        ResourceType(
+            "networking.k8s.io",
+            "v1",
+            "networkpolicies",
+            "NetworkPolicy",
+            True,
+            singular="networkpolicy",
+            short_names=("netpol",),
+            has_generation=True,
+        ),
+        *_rbac_types(),
+        ResourceType(
             "apiextensions.k8s.io",
             "v1",
             "customresourcedefinitions",
@@ -262,6 +306,25 @@ def builtin_types() -> list[ResourceType]:
             True,
             singular="lease",
         ),
+    ]
+
+
+def _rbac_types() -> list[ResourceType]:
+    def rbac(plural: str, kind: str, namespaced: bool) -> ResourceType:
+        return ResourceType(
+            "rbac.authorization.k8s.io",
+            "v1",
+            plural,
+            kind,
+            namespaced,
+            singular=kind.lower(),
+        )
+
+    return [
+        rbac("clusterrolebindings", "ClusterRoleBinding", False),
+        rbac("clusterroles", "ClusterRole", False),
+        rbac("rolebindings", "RoleBinding", True),
+        rbac("roles", "Role", True),
     ]
 
 
