@@ -1,8 +1,8 @@
-"""The audit log in Django admin: filterable and searchable, never editable."""
+"""The audit log and the tracked operations in Django admin: filterable, never editable."""
 
 from django.contrib import admin
 
-from audit.models import AuditRecord
+from audit.models import AuditRecord, Operation
 
 
 @admin.register(AuditRecord)
@@ -20,6 +20,32 @@ class AuditRecordAdmin(admin.ModelAdmin):
     search_fields = ("username", "target", "reason", "message")
     date_hierarchy = "created_at"
     readonly_fields = [f.name for f in AuditRecord._meta.fields]
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False
+
+
+@admin.register(Operation)
+class OperationAdmin(admin.ModelAdmin):
+    list_display = (
+        "created_at",
+        "username",
+        "action",
+        "target",
+        "state",
+        "done",
+        "total",
+        "failed",
+    )
+    list_filter = ("action", "state", "created_at")
+    search_fields = ("username", "target", "reason", "message")
+    readonly_fields = [f.name for f in Operation._meta.fields]
 
     def has_add_permission(self, request) -> bool:
         return False

@@ -1,4 +1,5 @@
-"""The audit log over REST (`/api/v1/audit/`): list with filters, and one record."""
+"""The audit log over REST (`/api/v1/audit/`): list with filters, and one record; and the
+tracked operations (`/api/v1/operations/`) whose progress clients poll."""
 
 from __future__ import annotations
 
@@ -6,8 +7,9 @@ import django_filters
 from drf_spectacular.utils import extend_schema, extend_schema_view
 from rest_framework import generics
 
-from audit.models import Action, AuditRecord, Outcome
-from audit.serializers import AuditRecordSerializer
+from audit import operations
+from audit.models import Action, AuditRecord, Operation, OperationState, Outcome
+from audit.serializers import AuditRecordSerializer, OperationSerializer
 from podseidon_site.api import StandardPagination
 
 
@@ -37,3 +39,40 @@ class AuditList(generics.ListAPIView):
 class AuditDetail(generics.RetrieveAPIView):
     queryset = AuditRecord.objects.all()
     serializer_class = AuditRecordSerializer
+
+
+class OperationFilter(django_filters.FilterSet):
+    action = django_filters.ChoiceFilter(choices=Action.choices)
+    state = django_filters.ChoiceFilter(choices=OperationState.choices)
+    target = django_filters.CharFilter(lookup_expr="icontains", help_text="Target contains.")
+
+    class Meta:
+        model = Operation
+        fields = ["action", "state", "target"]
+
+
+class _ExpiringStale:
+    """Reading operations first ends those whose web process died (see audit.operations)."""
+
+    queryset = Operation.objects.all()
+
+    def get_queryset(self):
+        if not getattr(self, "swagger_fake_view", False):  # not while building the schema
+            operations.expire_stale()
+        return super().get_queryset()
+
+
+@extend_schema_view(
+    get=extend_schema(summary="Tracked operations (long actions), newest first", tags=["audit"])
+)
+class OperationList(_ExpiringStale, generics.ListAPIView):
+    serializer_class = OperationSerializer
+    filterset_class = OperationFilter
+    pagination_class = StandardPagination
+
+
+@extend_schema_view(
+    get=extend_schema(summary="One tracked operation: progress, outcome, audit id", tags=["audit"])
+)
+class OperationDetail(_ExpiringStale, generics.RetrieveAPIView):
+    serializer_class = OperationSerializer

@@ -13,6 +13,7 @@ from workers import api as workers_api
 app_name = "api"
 
 v1 = [
+    path("overview/", protectors_api.Overview.as_view(), name="overview"),
     path("podprotectors/", protectors_api.ProtectorList.as_view(), name="podprotectors"),
     path(
         "podprotectors/<str:namespace>/<str:name>/",
@@ -60,6 +61,8 @@ v1 = [
     ),
     path("audit/", audit_api.AuditList.as_view(), name="audit"),
     path("audit/<int:pk>/", audit_api.AuditDetail.as_view(), name="audit-record"),
+    path("operations/", audit_api.OperationList.as_view(), name="operations"),
+    path("operations/<int:pk>/", audit_api.OperationDetail.as_view(), name="operation"),
 ]
 
 urlpatterns = [

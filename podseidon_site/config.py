@@ -277,6 +277,38 @@ class MetricsConfig(_Section):
     )
 
 
+class ConsoleConfig(_Section):
+    """What the web console reads besides the clusters."""
+
+    webhook_metrics_urls: list[StrictStr] = Field(
+        default_factory=list,
+        description="Prometheus endpoints of every webhook process (its :9090 or /metrics, e.g. "
+        "`http://podseidon-webhook-0.podseidon:9090/metrics`), scraped and summed for the "
+        "overview's recent rejections per cell; empty: the overview says they are not "
+        "configured.",
+    )
+    metrics_ca_file: StrictStr | None = Field(
+        default=None, description="CA bundle for https metrics URLs; unset: the system's CAs."
+    )
+    metrics_timeout_seconds: Annotated[Number, Field(gt=0, le=10)] = Field(
+        default=2, description="Per-URL deadline of one scrape; a late source counts as down."
+    )
+    metrics_interval_seconds: Annotated[Number, Field(ge=1, le=300)] = Field(
+        default=15, description="How often each web process scrapes (its history: one hour)."
+    )
+
+    @field_validator("webhook_metrics_urls")
+    @classmethod
+    def _http_urls(cls, urls: list[str]) -> list[str]:
+        for url in urls:
+            scheme, _, rest = url.partition("://")
+            if scheme not in ("http", "https") or not rest or rest.startswith("/"):
+                raise ValueError(f"{url!r} is not an http(s) URL with a host")
+        if len(set(urls)) != len(urls):
+            raise ValueError("a URL appears more than once (its counts would be added twice)")
+        return urls
+
+
 def _default_cells() -> list[CellConfig]:
     return [CellConfig(id="default")]
 
@@ -311,6 +343,10 @@ class PodseidonConfig(_Section):
     )
     metrics: MetricsConfig = Field(
         default_factory=MetricsConfig, description="Prometheus metrics of every process."
+    )
+    console: ConsoleConfig = Field(
+        default_factory=ConsoleConfig,
+        description="Where the web console reads what the clusters do not hold.",
     )
 
     @field_validator("cells")

@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 from drf_spectacular.utils import OpenApiResponse, extend_schema
+from rest_framework import status
 from rest_framework.exceptions import NotFound
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from audit.serializers import OperationSerializer, OperationStartedSerializer
 from podseidon_site.api import (
-    ActionRequestSerializer,
     ActionResponseSerializer,
     CanOperate,
+    DryRunActionRequestSerializer,
     ErrorSerializer,
     action_response,
 )
@@ -19,6 +21,7 @@ from protectors import services
 from protectors.cache import RowFilter, protector_cache
 from protectors.serializers import (
     CellListSerializer,
+    OverviewSerializer,
     ProtectorDetailSerializer,
     ProtectorPageSerializer,
     ProtectorQuerySerializer,
@@ -40,6 +43,17 @@ ERRORS = {
 
 def errors(*codes: int) -> dict:
     return {code: ERRORS[code] for code in codes}
+
+
+class Overview(APIView):
+    @extend_schema(
+        responses={200: OverviewSerializer, **errors(401)},
+        summary="The overview: clusters, controllers, webhook per cell, counts (at risk, "
+        "dangling) and recent rejections per cell",
+        tags=["overview"],
+    )
+    def get(self, request: Request) -> Response:
+        return Response(OverviewSerializer(services.overview()).data)
 
 
 class ProtectorList(APIView):
@@ -104,14 +118,26 @@ class RemoveCell(APIView):
 
     @extend_schema(
         request=RemoveCellRequestSerializer,
-        responses={200: ActionResponseSerializer, **errors(400, 401, 403, 404, 502)},
+        responses={
+            200: OpenApiResponse(ActionResponseSerializer, description="Dry run: the counts"),
+            202: OpenApiResponse(
+                OperationStartedSerializer,
+                description="Started (or already running for the same selection): poll "
+                "`status_url` for progress, the result counts and the audit record",
+            ),
+            **errors(400, 401, 403, 404, 502),
+        },
         summary="Remove this cell from every (or every matching) PodProtector",
         description=(
             "Applies the `remove-cell-once` annotation to every matching PodProtector that has "
             "the cell in its status; the generator then drops the cell's aggregation and "
             "buckets and removes the annotation. Use it when a cell is gone for good: its pods "
-            "stop counting toward every workload's availability. `dry_run` reports the counts "
-            "without writing."
+            "stop counting toward every workload's availability. The work runs as a tracked "
+            "operation (thousands of PodProtectors take a while): the answer is 202 with the "
+            "operation and its `status_url`; the operation is audited once, when it ends, with "
+            "its counts and per-PodProtector failures. Asking again while it runs returns the "
+            "running operation. `dry_run` lists and counts within the request (200) without "
+            "writing."
         ),
         tags=["cells"],
     )
@@ -119,16 +145,28 @@ class RemoveCell(APIView):
         body = RemoveCellRequestSerializer(data=request.data)
         body.is_valid(raise_exception=True)
         data = body.validated_data
-        result = services.remove_cell_from_protectors(
-            request.user,
-            cell_id=cell_id,
-            reason=data["reason"],
-            namespace=data.get("namespace"),
-            label_selector=data.get("label_selector"),
-            names=data.get("names"),
-            dry_run=data["dry_run"],
+        selection = {
+            "cell_id": cell_id,
+            "reason": data["reason"],
+            "namespace": data.get("namespace"),
+            "label_selector": data.get("label_selector"),
+            "names": data.get("names"),
+        }
+        if data["dry_run"]:
+            result = services.remove_cell_from_protectors(request.user, dry_run=True, **selection)
+            return action_response(result)
+        operation, started = services.start_cell_removal(request.user, **selection)
+        payload = OperationSerializer(operation, context={"request": request}).data
+        return Response(
+            {
+                "operation_id": operation.pk,
+                "status_url": payload["status_url"],
+                "started": started,
+                "operation": payload,
+            },
+            status=status.HTTP_202_ACCEPTED,
+            headers={"Location": payload["status_url"]},
         )
-        return action_response(result)
 
 
 class AggregatorSwitch(APIView):
@@ -136,10 +174,11 @@ class AggregatorSwitch(APIView):
     paused = True
 
     def post(self, request: Request, cell_id: str) -> Response:
-        body = ActionRequestSerializer(data=request.data)
+        body = DryRunActionRequestSerializer(data=request.data)
         body.is_valid(raise_exception=True)
+        data = body.validated_data
         result = worker_services.set_aggregator_paused(
-            request.user, cell_id, self.paused, reason=body.validated_data["reason"]
+            request.user, cell_id, self.paused, reason=data["reason"], dry_run=data["dry_run"]
         )
         return action_response(result)
 
@@ -148,7 +187,7 @@ class AggregatorPause(AggregatorSwitch):
     paused = True
 
     @extend_schema(
-        request=ActionRequestSerializer,
+        request=DryRunActionRequestSerializer,
         responses={200: ActionResponseSerializer, **errors(400, 401, 403, 404)},
         summary="Pause this cell's aggregator (its counts in status stop changing)",
         tags=["cells"],
@@ -161,7 +200,7 @@ class AggregatorResume(AggregatorSwitch):
     paused = False
 
     @extend_schema(
-        request=ActionRequestSerializer,
+        request=DryRunActionRequestSerializer,
         responses={200: ActionResponseSerializer, **errors(400, 401, 403, 404)},
         summary="Resume this cell's aggregator",
         tags=["cells"],

@@ -8,6 +8,11 @@ sorts plain tuples: 10,000 protectors page as fast as 10, and no request calls t
 
 Until the first list has completed, readers get ``CacheNotSynced`` (the API answers 503 with
 ``Retry-After``).
+
+Dangling protectors (the source workload vanished without being deleted, DESIGN §4 Generator)
+are found from a second watch-based cache, ``WorkloadCache``: one Informer per workload kind the
+generator protects, keeping only each workload's name, so the overview compares two caches
+instead of making one GET per protector.
 """
 
 from __future__ import annotations
@@ -57,6 +62,15 @@ class ProtectorRow:
     pending_removal: tuple[str, ...]  # cells named in the remove-cell-once annotation
     terminating: bool
     created: str | None
+    source_resource: str = ""  # e.g. "deployments"; empty for a hand-made protector
+    source_group: str = ""
+
+    @property
+    def source_kind_key(self) -> str:
+        """`resource.group` of the source workload, the generator's key for its kind."""
+        if self.source_resource and self.source_group:
+            return f"{self.source_resource}.{self.source_group}"
+        return self.source_resource
 
     @property
     def key(self) -> str:
@@ -126,6 +140,8 @@ def make_row(obj: Mapping[str, Any]) -> ProtectorRow:
         ),
         terminating=bool(metadata.get("deletionTimestamp")),
         created=metadata.get("creationTimestamp"),
+        source_resource=labels.get(constants.LABEL_SOURCE_RESOURCE, ""),
+        source_group=labels.get(constants.LABEL_SOURCE_GROUP, ""),
     )
 
 
@@ -268,9 +284,113 @@ def cell_totals(rows: Iterable[ProtectorRow]) -> dict[str, dict[str, int]]:
     return totals
 
 
+# -- source workloads (dangling protectors) ------------------------------------------------------
+
+
+def _workload_name_only(obj: dict) -> dict:
+    # The console only asks "does it exist?": a few hundred bytes per workload, not the spec.
+    metadata = obj.get("metadata") or {}
+    return {
+        "metadata": {
+            "namespace": metadata.get("namespace"),
+            "name": metadata.get("name"),
+            "resourceVersion": metadata.get("resourceVersion"),
+        }
+    }
+
+
+# A protector this young may simply be ahead of its workload in our watches: not yet dangling.
+DANGLING_GRACE_SECONDS = 30.0
+
+
+@dataclass(frozen=True)
+class DanglingReport:
+    """Protectors whose source workload is gone (DESIGN §4 Generator), from the watch caches."""
+
+    keys: tuple[str, ...]  # namespace/name of each dangling protector, sorted
+    unchecked: int  # generated from a kind the generator does not watch (so neither do we)
+    synced: bool  # False while some workload cache is still listing: the count is partial
+
+    @property
+    def count(self) -> int:
+        return len(self.keys)
+
+
+class WorkloadCache:
+    """One Informer per workload kind the generator protects, keeping only names."""
+
+    def __init__(self, informers: Mapping[str, Informer]) -> None:
+        self.informers = dict(informers)
+
+    def start(self) -> None:
+        for informer in self.informers.values():
+            informer.start()
+
+    def stop(self, timeout: float) -> None:
+        for informer in self.informers.values():
+            informer.stop(timeout=timeout)
+
+    def synced(self) -> bool:
+        return all(i.has_synced for i in self.informers.values())
+
+    def dangling(self, rows: Iterable[ProtectorRow], now: float) -> DanglingReport:
+        keys, unchecked = [], 0
+        for row in rows:
+            kind = row.source_kind_key
+            if not kind or not row.source_name or row.terminating:
+                continue
+            informer = self.informers.get(kind)
+            if informer is None:
+                unchecked += 1
+                continue
+            if not informer.has_synced:
+                continue
+            if informer.get_by_name(row.namespace, row.source_name) is not None:
+                continue
+            if _younger_than(row.created, now, DANGLING_GRACE_SECONDS):
+                continue
+            keys.append(row.key)
+        return DanglingReport(tuple(sorted(keys)), unchecked, self.synced())
+
+
+def _younger_than(timestamp: str | None, now: float, seconds: float) -> bool:
+    from protectors.timefmt import parse_time
+
+    if not timestamp:
+        return False
+    try:
+        return now - parse_time(timestamp).timestamp() < seconds
+    except ValueError:
+        return False
+
+
+def _workload_cache(config: Any) -> WorkloadCache:
+    from workers.generator.plugins import enabled_kinds
+
+    try:
+        kinds = enabled_kinds(config.generator)
+    except ValueError:  # the controllers refuse such a config; the console just watches less
+        kinds = []
+    client = client_for(CORE, timeout=30)
+    return WorkloadCache(
+        {
+            kind.plugin.key: Informer(
+                client,
+                kind.plugin.resource,
+                name=f"console-{kind.plugin.key}",
+                namespace=config.core.namespace or None,
+                transform=_workload_name_only,
+            )
+            for kind in kinds
+        }
+    )
+
+
 _lock = threading.Lock()
 _cache: ProtectorCache | None = None
 _cache_config: Any = None
+_workloads: WorkloadCache | None = None
+_workloads_config: Any = None
 
 
 def protector_cache(*, wait: float | None = None) -> ProtectorCache:
@@ -279,7 +399,7 @@ def protector_cache(*, wait: float | None = None) -> ProtectorCache:
     ``wait`` (default ``PODSEIDON_CACHE_SYNC_WAIT_SECONDS``) bounds how long this call waits
     for the first list.
     """
-    global _cache, _cache_config
+    global _cache, _cache_config, _workloads
     config = settings.PODSEIDON
     with _lock:
         if _cache is None or _cache_config is not config:
@@ -299,10 +419,27 @@ def protector_cache(*, wait: float | None = None) -> ProtectorCache:
     return cache
 
 
+def workload_cache() -> WorkloadCache:
+    """The process-wide source-workload cache for the current configuration, started on first
+    use (it lists in the background; ``DanglingReport.synced`` says when it is complete)."""
+    global _workloads, _workloads_config
+    config = settings.PODSEIDON
+    with _lock:
+        if _workloads is None or _workloads_config is not config:
+            if _workloads is not None:
+                _workloads.stop(timeout=1)
+            _workloads, _workloads_config = _workload_cache(config), config
+            _workloads.start()
+        return _workloads
+
+
 def stop_cache() -> None:
-    """Stop the background informer (tests, shutdown)."""
-    global _cache, _cache_config
+    """Stop the background informers (tests, shutdown)."""
+    global _cache, _cache_config, _workloads, _workloads_config
     with _lock:
         cache, _cache, _cache_config = _cache, None, None
+        workloads, _workloads, _workloads_config = _workloads, None, None
     if cache is not None:
         cache.informer.stop(timeout=2)
+    if workloads is not None:
+        workloads.stop(timeout=2)

@@ -157,3 +157,79 @@ class RemoveCellRequestSerializer(DryRunActionRequestSerializer):
         max_length=10000,
         help_text="Only PodProtectors with these names.",
     )
+
+
+class WebhookCellSerializer(serializers.Serializer):
+    cell = serializers.CharField()
+    state = serializers.CharField(help_text="As in /api/v1/webhook/, or unknown.")
+    failure_policy = serializers.CharField(allow_null=True, required=False)
+    dry_run = serializers.BooleanField(required=False)
+    error = serializers.CharField(allow_null=True, required=False)
+
+
+class OverviewCellSerializer(serializers.Serializer):
+    id = serializers.CharField()
+    reachability = ReachabilitySerializer(allow_null=True)
+    aggregator = ControllerSerializer(allow_null=True)
+    webhook = WebhookCellSerializer()
+
+
+class OverviewCountsSerializer(serializers.Serializer):
+    protectors = serializers.IntegerField()
+    at_risk = serializers.IntegerField(help_text="Estimated ≤ minAvailable.")
+    terminating = serializers.IntegerField()
+    pending_removal = serializers.IntegerField(help_text="With a remove-cell-once annotation.")
+    dangling = serializers.IntegerField(
+        help_text="Generated PodProtectors whose source workload no longer exists."
+    )
+    dangling_protectors = serializers.ListField(
+        child=serializers.CharField(), help_text="namespace/name of the first 20 dangling."
+    )
+    dangling_unchecked = serializers.IntegerField(
+        help_text="From workload kinds the generator does not watch: not checked."
+    )
+    dangling_complete = serializers.BooleanField(
+        help_text="False while the workload caches are still listing."
+    )
+
+
+class MetricsSourceSerializer(serializers.Serializer):
+    url = serializers.CharField(help_text="Without credentials.")
+    up = serializers.BooleanField(help_text="Answered the latest scrape.")
+    error = serializers.CharField(allow_null=True)
+    last_success_age_seconds = serializers.IntegerField(allow_null=True)
+
+
+class RejectionWindowSerializer(serializers.Serializer):
+    minutes = serializers.IntegerField()
+    covered_minutes = serializers.FloatField(
+        allow_null=True, help_text="How much of the window the in-memory history spans."
+    )
+    rejected = serializers.DictField(
+        child=serializers.IntegerField(allow_null=True),
+        help_text="Per cell; null when no source answered or the history is too short.",
+    )
+
+
+class RejectionsSerializer(serializers.Serializer):
+    configured = serializers.BooleanField(help_text="console.webhook_metrics_urls is set.")
+    scraped = serializers.BooleanField()
+    complete = serializers.BooleanField(help_text="Every source answered the latest scrape.")
+    since_start = serializers.DictField(
+        child=serializers.IntegerField(allow_null=True),
+        help_text="Per cell, since each webhook process started (null: no source answered).",
+    )
+    sources = MetricsSourceSerializer(many=True)
+    windows = RejectionWindowSerializer(many=True)
+
+
+class OverviewSerializer(serializers.Serializer):
+    core = ReachabilitySerializer(allow_null=True)
+    cells = OverviewCellSerializer(many=True)
+    generator = ControllerSerializer(allow_null=True)
+    monitor = ControllerSerializer(allow_null=True)
+    redis_error = serializers.CharField(allow_null=True)
+    counts = OverviewCountsSerializer(allow_null=True, help_text="Null while the cache lists.")
+    cache_error = serializers.CharField(allow_null=True)
+    webhook_dry_run = serializers.BooleanField()
+    rejections = RejectionsSerializer()

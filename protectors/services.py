@@ -1,20 +1,26 @@
 """What the console and the API do with PodProtectors and cells: read from the cache, act with an
 audit record.
 
-Reads come from ``protectors.cache`` (one Informer, never an API call per row); a detail adds one
-GET of the source workload and one list of the protector's events. The one action here,
+Reads come from ``protectors.cache`` (Informers, never an API call per row); a detail adds one
+GET of the source workload and one list of the protector's events; the overview adds the
+dangling protectors (from the workload cache) and the webhook's recent rejections
+(``webhook.rejections``). The one action here,
 ``remove_cell_from_protectors``, lists the matching protectors afresh from the core cluster (an
 incident is no time to act on a stale cache) and merge-patches the ``remove-cell-once``
 annotation onto each that still has the cell in its status; the generator then drops the cell
-from status and removes the annotation.
+from status and removes the annotation. Over thousands of protectors that takes a while, so the
+console and the API run it as a tracked operation (``start_cell_removal``, ``audit.operations``)
+whose progress they poll; dry runs only list and count, and answer within the request.
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable, Mapping
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from typing import Any
 
+from audit import operations
 from audit.actions import (
     ActionResult,
     Done,
@@ -24,10 +30,17 @@ from audit.actions import (
     require_operator,
     run_action,
 )
-from audit.models import Action, Outcome
+from audit.models import Action, Operation, Outcome
+from audit.operations import Progress
 from podseidon_site.config import CELL_ID_PATTERN
 from protectors import constants
-from protectors.cache import CacheNotSynced, ProtectorRow, cell_totals, protector_cache
+from protectors.cache import (
+    CacheNotSynced,
+    ProtectorRow,
+    cell_totals,
+    protector_cache,
+    workload_cache,
+)
 from protectors.clusters import CORE, client_for, config, probe_many
 from protectors.kube.client import PODPROTECTORS, KubeClient, KubeError, Resource
 from protectors.selectors import SelectorError, parse_selector_string
@@ -40,6 +53,8 @@ PATCH_THREADS = 8
 CONFLICT_RETRIES = 3
 # How many per-protector entries an answer (and the audit record) lists.
 MAX_LISTED = 200
+# How often a running removal reports progress (and beats) while patches are outstanding.
+PROGRESS_SECONDS = 1.0
 
 
 # -- reads ------------------------------------------------------------------------------------
@@ -182,6 +197,61 @@ def list_cells() -> dict:
     }
 
 
+MAX_DANGLING_LISTED = 20
+
+
+def overview(*, cache_wait: float = 1.0) -> dict:
+    """Everything the overview shows: clusters, controllers, webhook per cell, counts (with the
+    dangling protectors, from the watch caches) and recent rejections per cell (scraped from the
+    webhook's metrics). Every part tolerates its source being down and says so."""
+    from webhook import rejections
+    from webhook import services as webhook_services
+    from workers.keys import aggregator_key
+    from workers.services import controller_states
+
+    cfg = config()
+    reach = probe_many([CORE, *cfg.cell_ids])
+    states = controller_states()
+    controllers = states["controllers"]
+    webhook_by_cell = {s["cell"]: s for s in webhook_services.all_states()}
+    counts: dict[str, Any] | None = None
+    cache_error = None
+    try:
+        rows = protector_cache(wait=cache_wait).rows()
+        dangling = workload_cache().dangling(rows, time.time())
+        counts = {
+            "protectors": len(rows),
+            "at_risk": sum(1 for r in rows if r.at_risk),
+            "terminating": sum(1 for r in rows if r.terminating),
+            "pending_removal": sum(1 for r in rows if r.pending_removal),
+            "dangling": dangling.count,
+            "dangling_protectors": list(dangling.keys[:MAX_DANGLING_LISTED]),
+            "dangling_unchecked": dangling.unchecked,
+            "dangling_complete": dangling.synced,
+        }
+    except (CacheNotSynced, KubeError) as error:
+        cache_error = str(error)
+    return {
+        "core": reach.get(CORE),
+        "cells": [
+            {
+                "id": cell_id,
+                "reachability": reach.get(cell_id),
+                "aggregator": controllers.get(aggregator_key(cell_id)),
+                "webhook": webhook_by_cell.get(cell_id) or {"cell": cell_id, "state": "unknown"},
+            }
+            for cell_id in cfg.cell_ids
+        ],
+        "generator": controllers.get("generator"),
+        "monitor": controllers.get("monitor"),
+        "redis_error": states["redis_error"],
+        "counts": counts,
+        "cache_error": cache_error,
+        "webhook_dry_run": cfg.webhook.dry_run,
+        "rejections": rejections.recent_rejections(cfg.console, cfg.cell_ids),
+    }
+
+
 def _zero_totals() -> dict[str, int]:
     return dict.fromkeys(
         ("protectors", "total", "available", "ready", "scheduled", "running", "buckets"), 0
@@ -262,17 +332,15 @@ def _annotate_one(client: KubeClient, obj: dict, cell_id: str, dry_run: bool) ->
     return "failed", f"conflict: still changing after {CONFLICT_RETRIES} attempts"
 
 
-def remove_cell_from_protectors(
+def _validated_removal(
     user: Any,
-    *,
     cell_id: str,
     reason: Any,
-    namespace: str | None = None,
-    label_selector: str | None = None,
-    names: Iterable[str] | None = None,
-    dry_run: bool = False,
-) -> ActionResult:
-    """Apply ``remove-cell-once: <cell>`` to every matching protector that has the cell."""
+    namespace: str | None,
+    label_selector: str | None,
+    names: Iterable[str] | None,
+) -> tuple[str, dict[str, Any]]:
+    """Check who asks and what for (InvalidAction: nothing attempted); (reason, parameters)."""
     require_operator(user)
     reason = clean_reason(reason)
     if not isinstance(cell_id, str) or not CELL_ID_PATTERN.match(cell_id):
@@ -283,55 +351,96 @@ def remove_cell_from_protectors(
             field="cell",
             code="unknown_cell",
         )
-    namespace, label_selector, names = _clean_selection(namespace, label_selector, names)
+    namespace, label_selector, cleaned = _clean_selection(namespace, label_selector, names)
     parameters = {
         "cell": cell_id,
         "namespace": namespace,
         "label_selector": label_selector,
-        "names": list(names),
+        "names": list(cleaned),
     }
+    return reason, parameters
 
-    def work() -> Done:
-        client = client_for(CORE)
-        listing = client.list_all(PODPROTECTORS, namespace, label_selector=label_selector)
-        items = listing.get("items") or []
-        if names:
-            wanted = set(names)
-            items = [i for i in items if (i.get("metadata") or {}).get("name") in wanted]
-        with ThreadPoolExecutor(max_workers=PATCH_THREADS) as pool:
-            results = list(pool.map(lambda o: _annotate_one(client, o, cell_id, dry_run), items))
-        counts = dict.fromkeys(("annotated", "already_pending", "not_in_status", "failed"), 0)
-        changed, failures = [], []
-        for obj, (what, detail) in zip(items, results, strict=True):
-            counts[what] += 1
-            key = f"{obj['metadata'].get('namespace')}/{obj['metadata'].get('name')}"
-            if what == "annotated":
-                changed.append(key)
-            elif what == "failed":
-                failures.append({"protector": key, "error": detail})
-        result = {
-            "cell": cell_id,
-            "matched": len(items),
-            **counts,
-            "changed": changed[:MAX_LISTED],
-            "failures": failures[:MAX_LISTED],
+
+def _removal_work(parameters: Mapping[str, Any], dry_run: bool, progress: Progress | None) -> Done:
+    """List the matching protectors afresh, annotate each that still has the cell, count."""
+    cell_id = parameters["cell"]
+    client = client_for(CORE)
+    listing = client.list_all(
+        PODPROTECTORS, parameters["namespace"], label_selector=parameters["label_selector"]
+    )
+    items = listing.get("items") or []
+    if parameters["names"]:
+        wanted = set(parameters["names"])
+        items = [i for i in items if (i.get("metadata") or {}).get("name") in wanted]
+    if progress is not None:
+        progress.set_total(len(items))
+    results: list[tuple[str, str] | None] = [None] * len(items)
+    with ThreadPoolExecutor(max_workers=PATCH_THREADS) as pool:
+        pending = {
+            pool.submit(_annotate_one, client, obj, cell_id, dry_run): index
+            for index, obj in enumerate(items)
         }
-        verb = "would annotate" if dry_run else "annotated"
-        message = (
-            f"{len(items)} matched; {verb} {counts['annotated']}; "
-            f"{counts['already_pending']} already pending; "
-            f"{counts['not_in_status']} without {cell_id} in status; {counts['failed']} failed"
-        )
-        if counts["failed"] == 0:
-            outcome = Outcome.SUCCEEDED
-        elif counts["failed"] < len(items):
-            outcome = Outcome.PARTIAL
-            message += f" (first: {failures[0]['protector']}: {failures[0]['error']})"
-        else:
-            outcome = Outcome.FAILED
-            message = f"every patch failed (first: {failures[0]['error']}); " + message
-        return Done(outcome, message, result, error_code="patch_failed")
+        while pending:
+            # The timeout keeps the heartbeat going while slow patches are outstanding.
+            finished, _ = wait(pending, timeout=PROGRESS_SECONDS, return_when=FIRST_COMPLETED)
+            for future in finished:
+                index = pending.pop(future)
+                try:
+                    what, detail = future.result()
+                except Exception as error:  # one protector's surprise must not end the rest
+                    what, detail = "failed", f"{type(error).__name__}: {error}"
+                results[index] = (what, detail)
+                if progress is not None:
+                    progress.advance(what, failed=what == "failed")
+            if progress is not None:
+                progress.flush()
+    counts = dict.fromkeys(("annotated", "already_pending", "not_in_status", "failed"), 0)
+    changed, failures = [], []
+    for obj, outcome in zip(items, results, strict=True):
+        what, detail = outcome or ("failed", "not attempted")
+        counts[what] += 1
+        key = f"{obj['metadata'].get('namespace')}/{obj['metadata'].get('name')}"
+        if what == "annotated":
+            changed.append(key)
+        elif what == "failed":
+            failures.append({"protector": key, "error": detail})
+    result = {
+        "cell": cell_id,
+        "matched": len(items),
+        **counts,
+        "changed": changed[:MAX_LISTED],
+        "failures": failures[:MAX_LISTED],
+    }
+    verb = "would annotate" if dry_run else "annotated"
+    message = (
+        f"{len(items)} matched; {verb} {counts['annotated']}; "
+        f"{counts['already_pending']} already pending; "
+        f"{counts['not_in_status']} without {cell_id} in status; {counts['failed']} failed"
+    )
+    if counts["failed"] == 0:
+        outcome_value = Outcome.SUCCEEDED
+    elif counts["failed"] < len(items):
+        outcome_value = Outcome.PARTIAL
+        message += f" (first: {failures[0]['protector']}: {failures[0]['error']})"
+    else:
+        outcome_value = Outcome.FAILED
+        message = f"every patch failed (first: {failures[0]['error']}); " + message
+    return Done(outcome_value, message, result, error_code="patch_failed")
 
+
+def remove_cell_from_protectors(
+    user: Any,
+    *,
+    cell_id: str,
+    reason: Any,
+    namespace: str | None = None,
+    label_selector: str | None = None,
+    names: Iterable[str] | None = None,
+    dry_run: bool = False,
+) -> ActionResult:
+    """Apply ``remove-cell-once: <cell>`` to every matching protector that has the cell, within
+    this call (dry runs, scripts); ``start_cell_removal`` runs the same as a tracked operation."""
+    reason, parameters = _validated_removal(user, cell_id, reason, namespace, label_selector, names)
     return run_action(
         user=user,
         action=Action.REMOVE_CELL,
@@ -339,5 +448,30 @@ def remove_cell_from_protectors(
         reason=reason,
         parameters=parameters,
         dry_run=dry_run,
-        work=work,
+        work=lambda: _removal_work(parameters, dry_run, None),
+    )
+
+
+def start_cell_removal(
+    user: Any,
+    *,
+    cell_id: str,
+    reason: Any,
+    namespace: str | None = None,
+    label_selector: str | None = None,
+    names: Iterable[str] | None = None,
+) -> tuple[Operation, bool]:
+    """The removal as a background operation with progress, audited once when it ends.
+
+    Returns (operation, started); while the same selection is being removed already, that
+    operation is returned with ``started`` False instead of starting a second one.
+    """
+    reason, parameters = _validated_removal(user, cell_id, reason, namespace, label_selector, names)
+    return operations.start(
+        user=user,
+        action=Action.REMOVE_CELL,
+        target=f"cell/{cell_id}",
+        reason=reason,
+        parameters=parameters,
+        work=lambda progress: _removal_work(parameters, False, progress),
     )

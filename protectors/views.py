@@ -20,20 +20,23 @@ from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_GET, require_POST
 
+from audit import operations
 from audit.actions import ActionFailed, ActionResult, InvalidAction
-from audit.models import Outcome
+from audit.models import Action, Operation, OperationState, Outcome
 from audit.roles import can_operate
 from protectors import services
 from protectors.cache import SORT_KEYS, CacheNotSynced, RowFilter, protector_cache
-from protectors.clusters import CORE, probe_many
 from protectors.kube.client import KubeError
 from workers import services as worker_services
-from workers.keys import aggregator_key
 
 PAGE_SIZES = (25, 50, 100, 200)
 DEFAULT_PAGE_SIZE = 50
 OVERVIEW_REFRESH_SECONDS = 5
 OVERVIEW_CACHE_WAIT_SECONDS = 1.0
+# How long the removal form waits for its operation before showing the progress page instead.
+REMOVAL_WAIT_SECONDS = 3.0
+OPERATION_REFRESH_SECONDS = 2
+RECENT_OPERATIONS = 10
 
 
 # -- shared helpers ----------------------------------------------------------------------------
@@ -112,47 +115,44 @@ def _int_param(value: str | None, default: int, lowest: int = 1) -> int:
 @login_required
 @require_GET
 def overview(request: HttpRequest) -> HttpResponse:
-    from webhook import services as webhook_services
-
-    cfg = settings.PODSEIDON
-    reach = probe_many([CORE, *cfg.cell_ids])
-    states = worker_services.controller_states()
-    controllers = states["controllers"]
-    webhook_by_cell = {s["cell"]: s for s in webhook_services.all_states()}
-    counts: dict | None = None
-    cache_error = None
-    try:
-        rows = protector_cache(wait=OVERVIEW_CACHE_WAIT_SECONDS).rows()
-        counts = {
-            "protectors": len(rows),
-            "at_risk": sum(1 for r in rows if r.at_risk),
-            "terminating": sum(1 for r in rows if r.terminating),
-            "pending_removal": sum(1 for r in rows if r.pending_removal),
-        }
-    except (CacheNotSynced, KubeError) as error:
-        cache_error = redact(error)
+    data = services.overview(cache_wait=OVERVIEW_CACHE_WAIT_SECONDS)
     cells = []
-    for cell_id in cfg.cell_ids:
-        webhook = dict(webhook_by_cell.get(cell_id) or {"state": "unknown"})
+    for cell in data["cells"]:
+        webhook = dict(cell["webhook"])
         webhook["error"] = redact(webhook.get("error")) if webhook.get("error") else None
         cells.append(
-            {
-                "id": cell_id,
-                "reachability": _redact_reachability(reach.get(cell_id)),
-                "aggregator": controllers.get(aggregator_key(cell_id)),
-                "webhook": webhook,
-            }
+            {**cell, "reachability": _redact_reachability(cell["reachability"]), "webhook": webhook}
         )
+    rejections = data["rejections"]
+    configured = settings.PODSEIDON.cell_ids
+    # Configured cells in config order, then any cell only the webhook's metrics name.
+    order = [*configured, *sorted(set(rejections["since_start"]) - set(configured))]
+    rejection_rows = [
+        {
+            "cell": cell,
+            "windows": [w["rejected"].get(cell) for w in rejections["windows"]],
+            "since_start": rejections["since_start"].get(cell),
+        }
+        for cell in order
+    ]
     context = {
         "refresh_seconds": OVERVIEW_REFRESH_SECONDS,
-        "core": _redact_reachability(reach.get(CORE)),
+        "core": _redact_reachability(data["core"]),
         "cells": cells,
-        "generator": controllers.get("generator"),
-        "monitor": controllers.get("monitor"),
-        "redis_error": redact(states["redis_error"]) if states["redis_error"] else None,
-        "counts": counts,
-        "cache_error": cache_error,
-        "webhook_config": cfg.webhook,
+        "generator": data["generator"],
+        "monitor": data["monitor"],
+        "redis_error": redact(data["redis_error"]) if data["redis_error"] else None,
+        "counts": data["counts"],
+        "cache_error": redact(data["cache_error"]) if data["cache_error"] else None,
+        "webhook_dry_run": data["webhook_dry_run"],
+        "rejections": {
+            **rejections,
+            "sources": [
+                {**src, "error": redact(src["error"]) if src["error"] else None}
+                for src in rejections["sources"]
+            ],
+        },
+        "rejection_rows": rejection_rows,
     }
     return render(request, "console/overview.html", context)
 
@@ -308,8 +308,14 @@ def cell_list(request: HttpRequest) -> HttpResponse:
         "cache_error": redact(data["cache_error"]) if data["cache_error"] else None,
         "redis_error": redact(data["redis_error"]) if data["redis_error"] else None,
         "can_operate": can_operate(request.user),
+        "operations": _recent_removals(),
     }
     return render(request, "console/cells.html", context)
+
+
+def _recent_removals() -> list[Operation]:
+    operations.expire_stale()
+    return list(Operation.objects.filter(action=Action.REMOVE_CELL)[:RECENT_OPERATIONS])
 
 
 @login_required
@@ -325,19 +331,88 @@ def cell_remove(request: HttpRequest, cell_id: str) -> HttpResponse:
             f"(you typed {typed!r})",
         )
         return redirect("console:cells")
-    run_console_action(
-        request,
-        lambda: services.remove_cell_from_protectors(
-            request.user,
-            cell_id=cell_id,
-            reason=request.POST.get("reason", ""),
-            namespace=request.POST.get("namespace", ""),
-            label_selector=request.POST.get("label_selector", ""),
-            dry_run=bool(request.POST.get("dry_run")),
-        ),
-        label=label,
-    )
+    selection = {
+        "cell_id": cell_id,
+        "reason": request.POST.get("reason", ""),
+        "namespace": request.POST.get("namespace", ""),
+        "label_selector": request.POST.get("label_selector", ""),
+    }
+    if request.POST.get("dry_run"):
+        run_console_action(
+            request,
+            lambda: services.remove_cell_from_protectors(request.user, dry_run=True, **selection),
+            label=label,
+        )
+        return redirect("console:cells")
+    try:
+        operation, started = services.start_cell_removal(request.user, **selection)
+    except InvalidAction as error:
+        messages.error(request, f"{label}: not done: {redact(error.message)}")
+        return redirect("console:cells")
+    if not started:
+        messages.info(
+            request,
+            f"{label}: the same removal is already running as operation #{operation.pk} "
+            f"(started by {operation.username}); showing its progress",
+        )
+        return redirect("console:operation", operation.pk)
+    # A few hundred protectors finish within this wait and read like any other action; a long
+    # removal continues in the background and the operation's page shows its progress.
+    operations.wait(operation.pk, REMOVAL_WAIT_SECONDS)
+    operation.refresh_from_db()
+    if operation.running:
+        messages.info(
+            request,
+            f"{label}: started as operation #{operation.pk}; it continues in the background "
+            "(this page follows its progress)",
+        )
+        return redirect("console:operation", operation.pk)
+    _report_operation(request, operation, label)
     return redirect("console:cells")
+
+
+def _operation_label(operation: Operation) -> str:
+    """What the operator asked for, worded as the form's button (and its messages) word it."""
+    if operation.action == Action.REMOVE_CELL:
+        return f"Remove {operation.parameters.get('cell', '?')} from PodProtectors"
+    return operation.get_action_display()
+
+
+def _report_operation(request: HttpRequest, operation: Operation, label: str) -> None:
+    detail = f"{redact(operation.message)} (audit record #{operation.audit_record_id})"
+    if operation.state == OperationState.SUCCEEDED:
+        messages.success(request, f"{label}: {detail}")
+    elif operation.state == OperationState.PARTIAL:
+        messages.warning(request, f"{label}: PARTLY FAILED: {detail}")
+    else:
+        messages.error(request, f"{label}: FAILED: {detail}")
+
+
+@login_required
+@require_GET
+def operation_detail(request: HttpRequest, operation_id: int) -> HttpResponse:
+    operations.expire_stale()
+    try:
+        operation = Operation.objects.select_related("audit_record").get(pk=operation_id)
+    except Operation.DoesNotExist:
+        raise Http404(f"no operation #{operation_id}") from None
+    failures = [
+        {**f, "error": redact(f.get("error"))}
+        for f in (operation.result or {}).get("failures") or []
+        if isinstance(f, dict)
+    ]
+    context = {
+        "operation": operation,
+        "label": _operation_label(operation),
+        "message": redact(operation.message),
+        "counts": [
+            (kind.replace("_", " ").capitalize(), number)
+            for kind, number in sorted((operation.counts or {}).items())
+        ],
+        "failures": failures,
+        "refresh_seconds": OPERATION_REFRESH_SECONDS,
+    }
+    return render(request, "console/operation.html", context)
 
 
 def _aggregator_switch(paused: bool):

@@ -9,9 +9,9 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from podseidon_site.api import (
-    ActionRequestSerializer,
     ActionResponseSerializer,
     CanOperate,
+    DryRunActionRequestSerializer,
     action_response,
 )
 from protectors.api import errors
@@ -46,11 +46,12 @@ class ControllerSwitchView(APIView):
     paused = True
 
     def post(self, request: Request, name: str) -> Response:
-        body = ActionRequestSerializer(data=request.data)
+        body = DryRunActionRequestSerializer(data=request.data)
         body.is_valid(raise_exception=True)
+        data = body.validated_data
         return action_response(
             services.set_controller_paused(
-                request.user, name, self.paused, reason=body.validated_data["reason"]
+                request.user, name, self.paused, reason=data["reason"], dry_run=data["dry_run"]
             )
         )
 
@@ -59,7 +60,7 @@ class ControllerPause(ControllerSwitchView):
     paused = True
 
     @extend_schema(
-        request=ActionRequestSerializer,
+        request=DryRunActionRequestSerializer,
         responses={200: ActionResponseSerializer, **errors(400, 401, 403, 404)},
         summary="Pause the generator or the monitor",
         tags=["controllers"],
@@ -72,7 +73,7 @@ class ControllerResume(ControllerSwitchView):
     paused = False
 
     @extend_schema(
-        request=ActionRequestSerializer,
+        request=DryRunActionRequestSerializer,
         responses={200: ActionResponseSerializer, **errors(400, 401, 403, 404)},
         summary="Resume the generator or the monitor",
         tags=["controllers"],

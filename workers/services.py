@@ -86,8 +86,11 @@ def controller_states(keys: Iterable[str] | None = None) -> dict[str, Any]:
     }
 
 
-def set_controller_paused(user: Any, key: str, paused: bool, *, reason: Any) -> ActionResult:
-    """Pause or resume one configured controller; doing it twice changes nothing the 2nd time."""
+def set_controller_paused(
+    user: Any, key: str, paused: bool, *, reason: Any, dry_run: bool = False
+) -> ActionResult:
+    """Pause or resume one configured controller; doing it twice changes nothing the 2nd time.
+    ``dry_run`` reports whether it would change anything, and changes nothing."""
     require_operator(user)
     reason = clean_reason(reason)
     if not is_controller_key(key) or key not in controller_keys(settings.PODSEIDON):
@@ -104,6 +107,12 @@ def set_controller_paused(user: Any, key: str, paused: bool, *, reason: Any) -> 
                 f"{key} was already {state}; nothing changed",
                 {"controller": key, "paused": paused, "changed": False},
             )
+        if dry_run:
+            return Done(
+                Outcome.SUCCEEDED,
+                f"would {'pause' if paused else 'resume'} {key}",
+                {"controller": key, "paused": paused, "changed": True},
+            )
         set_paused(key, paused, user=user, reason=reason)
         return Done(
             Outcome.SUCCEEDED,
@@ -117,13 +126,17 @@ def set_controller_paused(user: Any, key: str, paused: bool, *, reason: Any) -> 
         target=f"controller/{key}",
         reason=reason,
         parameters={"controller": key},
-        dry_run=False,
+        dry_run=dry_run,
         work=work,
     )
 
 
-def set_aggregator_paused(user: Any, cell_id: str, paused: bool, *, reason: Any) -> ActionResult:
+def set_aggregator_paused(
+    user: Any, cell_id: str, paused: bool, *, reason: Any, dry_run: bool = False
+) -> ActionResult:
     require_operator(user)
     if settings.PODSEIDON.cell(cell_id) is None:
         raise InvalidAction(f"unknown cell {cell_id!r}", field="cell", code="unknown_cell")
-    return set_controller_paused(user, aggregator_key(cell_id), paused, reason=reason)
+    return set_controller_paused(
+        user, aggregator_key(cell_id), paused, reason=reason, dry_run=dry_run
+    )

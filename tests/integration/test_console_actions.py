@@ -1,7 +1,8 @@
 """Console actions through the REST API against the sandbox clusters (or real ones).
 
-- Remove cell-a from 50 PodProtectors: the API annotates them, the real generator (in-process,
-  restricted to the test's namespace) drops cell-a from every status and the annotation.
+- Remove cell-a from 50 PodProtectors: the API starts a tracked operation that annotates them
+  (polled to its end through its status URL), the real generator (in-process, restricted to the
+  test's namespace) drops cell-a from every status and the annotation.
 - Disable the webhook registration in cell-a and re-enable it: the stored object carries the
   never-matching selector (with the previous one saved on it), then exactly the original one.
 - The PodProtector table is served by the real Informer cache.
@@ -19,6 +20,7 @@ from typing import Any, TypeVar
 
 import pytest
 from django.contrib.auth.models import Group, User
+from django.test import Client
 from kubernetes import client as k8s
 from rest_framework.test import APIClient
 
@@ -33,6 +35,8 @@ from protectors.kube.client import (
     KubeClient,
     KubeError,
 )
+from tests.site.db_threads import operation_threads  # noqa: F401  (a fixture)
+from tests.site.site_fakes import finished_operation
 from webhook.registration import render_webhook_configuration
 from webhook.services import NEVER_MATCHING_SELECTOR, SAVED_ANNOTATION
 from workers.controller import AlwaysValidFence, ControllerContext
@@ -156,7 +160,13 @@ def _write_cells(api: k8s.ApiClient, namespace: str, name: str) -> None:
     raise AssertionError(f"could not write the status of {name}")
 
 
-def test_remove_cell_a_from_50_protectors(clusters, namespace, site, generator) -> None:
+def test_remove_cell_a_from_50_protectors(
+    clusters,
+    namespace,
+    site,
+    generator,
+    operation_threads,  # noqa: F811
+) -> None:
     core = generator
     names = [f"app-{i:02d}" for i in range(PROTECTORS)]
     for name in names:
@@ -198,14 +208,20 @@ def test_remove_cell_a_from_50_protectors(clusters, namespace, site, generator) 
         for p in core.list(PODPROTECTORS, namespace)["items"]
     )
 
-    response = api.post(
-        "/api/v1/cells/cell-a/remove-from-protectors/",
-        {"reason": "cell-a decommissioned"},
-        format="json",
+    operation = finished_operation(
+        api,
+        api.post(
+            "/api/v1/cells/cell-a/remove-from-protectors/",
+            {"reason": "cell-a decommissioned"},
+            format="json",
+        ),
     )
-    assert response.status_code == 200, response.content
-    result = response.json()["result"]
+    assert operation["state"] == "succeeded", operation
+    assert (operation["total"], operation["done"], operation["failed"]) == (PROTECTORS, 50, 0)
+    result = operation["result"]
     assert (result["matched"], result["annotated"], result["failed"]) == (PROTECTORS, 50, 0)
+    record = api.get(f"/api/v1/audit/{operation['audit_id']}/").json()
+    assert (record["action"], record["outcome"]) == ("remove-cell", "succeeded")
 
     def all_removed() -> bool:
         for ppr in core.list(PODPROTECTORS, namespace)["items"]:
@@ -222,11 +238,49 @@ def test_remove_cell_a_from_50_protectors(clusters, namespace, site, generator) 
         assert ppr["status"]["summary"]["aggregatedAvailableReplicas"] == 3
 
     # Idempotent: nothing left to do.
-    again = api.post(
-        "/api/v1/cells/cell-a/remove-from-protectors/", {"reason": "again"}, format="json"
-    ).json()
+    again = finished_operation(
+        api,
+        api.post(
+            "/api/v1/cells/cell-a/remove-from-protectors/", {"reason": "again"}, format="json"
+        ),
+    )
     assert again["result"]["annotated"] == 0
     assert again["result"]["not_in_status"] == PROTECTORS
+
+
+def test_overview_counts_the_protector_of_a_vanished_workload_as_dangling(
+    clusters, namespace, site, generator, monkeypatch
+) -> None:
+    clusters.require_sandbox()
+    # Fresh protectors are given a grace period (their workload may lag in our watch); these
+    # are known to be settled.
+    monkeypatch.setattr(cache_module, "DANGLING_GRACE_SECONDS", 0.0)
+    core = generator
+    for name in ("kept", "lost"):
+        core.create(DEPLOYMENTS, namespace, _deployment(name))
+    api = site["api"]
+
+    def counts() -> dict:
+        return api.get("/api/v1/overview/").json()["counts"] or {}
+
+    wait_for(
+        lambda: (c := counts()).get("protectors") == 2
+        and c["dangling_complete"]
+        and c["dangling"] == 0,
+        "the console to see both protectors and their workloads",
+    )
+    # Sandbox-only backdoor: the Deployment vanishes as if etcd lost it (no deletionTimestamp).
+    core.request("DELETE", DEPLOYMENTS.path(namespace, "lost"), query={"sandboxForce": "true"})
+    lost = wait_for(lambda: (c := counts())["dangling"] == 1 and c, "the protector to dangle")
+    assert lost["dangling_protectors"] == [f"{namespace}/deployment-lost"]
+    assert lost["protectors"] == 2  # the generator keeps it: it still protects the pods
+    browser = Client()
+    browser.force_login(User.objects.get(username="oscar"))
+    page = browser.get("/").content.decode()
+    assert f'href="/protectors/{namespace}/deployment-lost/"' in page
+
+    core.create(DEPLOYMENTS, namespace, _deployment("lost"))
+    wait_for(lambda: counts()["dangling"] == 0, "the workload's return to end the dangling")
 
 
 def test_disable_and_reenable_the_webhook_in_cell_a(clusters, site) -> None:

@@ -6,9 +6,10 @@ import uuid
 from collections.abc import Iterator
 
 import pytest
+from db_threads import operation_threads  # noqa: F401  (a fixture)
 from django.contrib.auth.models import Group, User
 from rest_framework.test import APIClient
-from site_fakes import FakeCluster, api_as, closed_port, kubeconfig_at
+from site_fakes import FakeCluster, api_as, closed_port, install_workloads, kubeconfig_at
 
 from podseidon_site.config import parse_config
 from protectors import cache as cache_module
@@ -48,6 +49,9 @@ def fakes(podseidon, monkeypatch) -> dict[str, FakeCluster]:
         return made[name] if name in made else real(name, access, timeout)
 
     monkeypatch.setattr(clusters, "_build_client", build)
+    # The fakes cannot watch: the console's source-workload cache starts empty and synced
+    # (tests about dangling protectors install their own workloads).
+    install_workloads({"deployments.apps": []})
     return made
 
 

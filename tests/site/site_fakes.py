@@ -7,6 +7,7 @@ from __future__ import annotations
 import copy
 import itertools
 import socket
+import threading
 import uuid
 from pathlib import Path
 from typing import Any
@@ -125,6 +126,13 @@ class StubInformer:
     def wait_synced(self, timeout: float | None = None) -> bool:
         return self.synced
 
+    @property
+    def has_synced(self) -> bool:
+        return self.synced
+
+    def start(self) -> None:
+        pass
+
     def get_by_name(self, namespace: str, name: str) -> dict | None:
         return self.store.get(f"{namespace}/{name}")
 
@@ -164,6 +172,19 @@ def install_cache(objects: list[dict], *, synced: bool = True) -> cache_module.P
     cache_module._cache = cache
     cache_module._cache_config = settings.PODSEIDON
     return cache
+
+
+def install_workloads(
+    by_kind: dict[str, list[dict]], *, synced: bool = True
+) -> cache_module.WorkloadCache:
+    """The console's source-workload cache over fixed objects, per kind (`deployments.apps`)."""
+    from django.conf import settings
+
+    informers = {kind: StubInformer(objs, synced) for kind, objs in by_kind.items()}
+    workloads = cache_module.WorkloadCache(informers)  # type: ignore[arg-type]
+    cache_module._workloads = workloads
+    cache_module._workloads_config = settings.PODSEIDON
+    return workloads
 
 
 def api_as(user: User | None) -> APIClient:
@@ -238,3 +259,88 @@ def webhook_configuration(selector: dict | None) -> dict:
         "metadata": {"name": WEBHOOK_NAME},
         "webhooks": [hook],
     }
+
+
+def finished_operation(api: APIClient, started: Any, timeout: float = 15.0) -> dict:
+    """Poll the status URL of a started operation (a 202 answer) until it has ended."""
+    import time
+
+    assert started.status_code == 202, started.content
+    url = started.json()["status_url"]
+    deadline = time.monotonic() + timeout
+    while True:
+        body = api.get(url).json()
+        if body["state"] != "running":
+            return body
+        if time.monotonic() > deadline:
+            raise AssertionError(f"operation still running after {timeout} s: {body}")
+        time.sleep(0.02)
+
+
+class Gate:
+    """Holds every PodProtector patch until opened, so a test can look at a running removal."""
+
+    def __init__(self, core: FakeCluster, monkeypatch: Any) -> None:
+        self.open_event = threading.Event()
+        self.waiting = threading.Semaphore(0)
+        original = core.patch
+
+        def held_patch(*args, **kwargs):
+            self.waiting.release()
+            assert self.open_event.wait(15), "the test never opened the gate"
+            return original(*args, **kwargs)
+
+        monkeypatch.setattr(core, "patch", held_patch)
+
+    def open(self) -> None:
+        self.open_event.set()
+
+
+class MetricsServer:
+    """A real HTTP server answering /metrics with whatever exposition text the test sets (a
+    stand-in for one webhook process's :9090); ``status`` other than 200 answers an error."""
+
+    def __init__(self) -> None:
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                body = server.text.encode()
+                self.send_response(server.status)
+                self.send_header("Content-Type", "text/plain; version=0.0.4")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.text = ""
+        self.status = 200
+        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self._httpd.server_address[1]}/metrics"
+        self._thread = threading.Thread(target=self._httpd.serve_forever, daemon=True)
+        self._thread.start()
+
+    def set_rejections(self, per_cell: dict[str, dict[str, int]]) -> None:
+        """Expose webhook_handle_pod_in_ppr as the webhook does: per cell, result counts."""
+        from prometheus_client import CollectorRegistry, Counter, generate_latest
+
+        registry = CollectorRegistry()
+        counter = Counter(
+            "webhook_handle_pod_in_ppr",
+            "Pod deletions judged against one PodProtector, by result.",
+            ["cell", "result", "rejected", "namespace"],
+            registry=registry,
+        )
+        for cell, results in per_cell.items():
+            for result, count in results.items():
+                rejected = "false" if result in ("Ok", "AlreadyUnhealthy") else "true"
+                counter.labels(cell, result, rejected, "").inc(count)
+        self.text = generate_latest(registry).decode()
+
+    def close(self) -> None:
+        self._httpd.shutdown()
+        self._httpd.server_close()

@@ -5,7 +5,14 @@ from __future__ import annotations
 import json
 
 import pytest
-from site_fakes import WEBHOOK_NAME, install_cache, protector, webhook_configuration
+from site_fakes import (
+    WEBHOOK_NAME,
+    Gate,
+    finished_operation,
+    install_cache,
+    protector,
+    webhook_configuration,
+)
 
 from audit.models import AuditRecord
 from protectors import constants
@@ -29,7 +36,7 @@ def records() -> list[AuditRecord]:
 
 
 @pytest.fixture
-def core(fakes):
+def core(fakes, operation_threads):
     objects = [
         protector("ns-1", "web"),
         protector("ns-1", "api", labels={"tier": "front"}),
@@ -126,10 +133,16 @@ def test_remove_cell_annotates_protectors_that_have_it(core, operator_api) -> No
         {"reason": "cell-a lost"},
         format="json",
     )
-    assert response.status_code == 200
-    body = response.json()
+    assert response.status_code == 202
+    started = response.json()
+    assert started["started"] is True
+    assert started["status_url"].endswith(f"/api/v1/operations/{started['operation_id']}/")
+    assert response["Location"] == started["status_url"]
+    body = finished_operation(operator_api, response)
     result = body["result"]
-    assert body["outcome"] == "succeeded"
+    assert body["state"] == "succeeded"
+    assert (body["total"], body["done"], body["failed"], body["percent"]) == (4, 4, 0, 100)
+    assert body["counts"] == {"annotated": 3, "not_in_status": 1}
     assert (result["matched"], result["annotated"], result["not_in_status"]) == (4, 3, 1)
     assert sorted(result["changed"]) == ["ns-1/api", "ns-1/web", "ns-2/db"]
 
@@ -148,10 +161,13 @@ def test_remove_cell_annotates_protectors_that_have_it(core, operator_api) -> No
     assert record.username == "otto" and record.reason == "cell-a lost"
     assert record.result["annotated"] == 3 and body["audit_id"] == record.pk
 
-    again = operator_api.post(
-        "/api/v1/cells/cell-a/remove-from-protectors/", {"reason": "again"}, format="json"
-    ).json()
-    assert again["outcome"] == "succeeded"
+    again = finished_operation(
+        operator_api,
+        operator_api.post(
+            "/api/v1/cells/cell-a/remove-from-protectors/", {"reason": "again"}, format="json"
+        ),
+    )
+    assert again["state"] == "succeeded" and again["id"] != body["id"]
     assert (again["result"]["annotated"], again["result"]["already_pending"]) == (0, 3)
     assert annotation("ns-2", "db") == "cell-x,cell-a"
     assert len(records()) == 2
@@ -187,14 +203,18 @@ def test_remove_cell_dry_run_writes_nothing(core, operator_api) -> None:
 
 def test_remove_cell_partial_failure_is_reported_and_audited(core, operator_api) -> None:
     core.fail_patches_for = {"web"}
-    body = operator_api.post(
-        "/api/v1/cells/cell-a/remove-from-protectors/", {"reason": "r"}, format="json"
-    ).json()
-    assert body["outcome"] == "partial"
-    assert body["result"]["failed"] == 1
+    body = finished_operation(
+        operator_api,
+        operator_api.post(
+            "/api/v1/cells/cell-a/remove-from-protectors/", {"reason": "r"}, format="json"
+        ),
+    )
+    assert body["state"] == "partial"
+    assert body["failed"] == 1 and body["result"]["failed"] == 1
     assert body["result"]["failures"][0]["protector"] == "ns-1/web"
     assert "injected failure" in body["result"]["failures"][0]["error"]
-    assert records()[0].outcome == "partial"
+    (record,) = records()
+    assert record.outcome == "partial" and body["audit_id"] == record.pk
 
 
 def test_remove_cell_retries_conflicts(core, operator_api, monkeypatch) -> None:
@@ -207,10 +227,13 @@ def test_remove_cell_retries_conflicts(core, operator_api, monkeypatch) -> None:
         return original(resource, namespace, name, patch, **kwargs)
 
     monkeypatch.setattr(core, "patch", racing_patch)
-    body = operator_api.post(
-        "/api/v1/cells/cell-a/remove-from-protectors/", {"reason": "r"}, format="json"
-    ).json()
-    assert body["outcome"] == "succeeded" and body["result"]["annotated"] == 3
+    body = finished_operation(
+        operator_api,
+        operator_api.post(
+            "/api/v1/cells/cell-a/remove-from-protectors/", {"reason": "r"}, format="json"
+        ),
+    )
+    assert body["state"] == "succeeded" and body["result"]["annotated"] == 3
     assert core.get(PODPROTECTORS, "ns-1", "web")["metadata"]["annotations"][REMOVE] == "cell-a"
 
 
@@ -226,11 +249,12 @@ def test_remove_a_cell_only_left_in_status(core, operator_api) -> None:
     response = operator_api.post(
         "/api/v1/cells/cell-gone/remove-from-protectors/", {"reason": "r"}, format="json"
     )
-    assert response.status_code == 200
-    assert response.json()["result"]["annotated"] == 1
+    assert finished_operation(operator_api, response)["result"]["annotated"] == 1
 
 
-def test_remove_cell_when_the_core_cluster_is_unreachable(podseidon, users, settings, tmp_path):
+def test_remove_cell_when_the_core_cluster_is_unreachable(
+    podseidon, users, settings, tmp_path, operation_threads
+):
     from site_fakes import closed_port, kubeconfig_at
 
     from podseidon_site.config import parse_config
@@ -243,15 +267,98 @@ def test_remove_cell_when_the_core_cluster_is_unreachable(podseidon, users, sett
     clusters.reset()
     from site_fakes import api_as
 
-    response = api_as(users["operator"]).post(
-        "/api/v1/cells/cell-a/remove-from-protectors/", {"reason": "r"}, format="json"
-    )
-    assert response.status_code == 502
-    error = response.json()["error"]
-    assert error["code"] == "cluster_unreachable"
+    api = api_as(users["operator"])
+    path = "/api/v1/cells/cell-a/remove-from-protectors/"
+    response = api.post(path, {"reason": "r"}, format="json")
+    body = finished_operation(api, response)
+    assert body["state"] == "failed" and "unreachable" in body["message"]
+    assert body["total"] is None  # it never got to list the protectors
     (record,) = records()
     assert record.outcome == "failed" and "unreachable" in record.message
-    assert error["details"]["audit_id"] == record.pk
+    assert body["audit_id"] == record.pk
+
+
+def test_a_running_removal_shows_progress_and_is_joined_not_repeated(
+    core, operator_api, monkeypatch
+) -> None:
+    gate = Gate(core, monkeypatch)
+    first = operator_api.post(
+        "/api/v1/cells/cell-a/remove-from-protectors/", {"reason": "first"}, format="json"
+    )
+    try:
+        assert first.status_code == 202
+        assert gate.waiting.acquire(timeout=10)  # the operation is patching now
+        status = operator_api.get(first.json()["status_url"]).json()
+        assert status["state"] == "running" and status["total"] == 4
+        assert status["done"] < 4 and status["audit_id"] is None
+        # The same selection again: the running operation, not a second one.
+        second = operator_api.post(
+            "/api/v1/cells/cell-a/remove-from-protectors/", {"reason": "second"}, format="json"
+        )
+        assert second.status_code == 202
+        assert second.json()["started"] is False
+        assert second.json()["operation_id"] == first.json()["operation_id"]
+        # Another selection is another operation.
+        other = operator_api.post(
+            "/api/v1/cells/cell-a/remove-from-protectors/",
+            {"reason": "subset", "namespace": "ns-2"},
+            format="json",
+        )
+        assert other.json()["started"] is True
+        assert other.json()["operation_id"] != first.json()["operation_id"]
+        listed = operator_api.get("/api/v1/operations/", {"state": "running"}).json()
+        assert {o["id"] for o in listed["results"]} == {
+            first.json()["operation_id"],
+            other.json()["operation_id"],
+        }
+    finally:
+        gate.open()
+    body = finished_operation(operator_api, first)
+    assert body["state"] == "succeeded" and body["done"] == 4
+    finished_operation(operator_api, other)
+    # One audit record per operation, none for the joined request.
+    assert sorted(r.reason for r in records()) == ["first", "subset"]
+
+
+def test_an_operation_whose_process_died_is_ended_and_audited_once(users, operator_api) -> None:
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from audit import operations
+    from audit.models import Operation
+
+    lost = Operation.objects.create(
+        user=users["operator"],
+        username="otto",
+        action="remove-cell",
+        target="cell/cell-a",
+        selection_key="k",
+        reason="before the crash",
+        parameters={"cell": "cell-a"},
+        total=5000,
+        done=1200,
+        counts={"annotated": 1200},
+        heartbeat_at=timezone.now() - timedelta(seconds=operations.STALE_AFTER_SECONDS + 1),
+    )
+    fresh = Operation.objects.create(
+        username="otto",
+        action="remove-cell",
+        target="cell/cell-b",
+        selection_key="k2",
+        reason="still going",
+        heartbeat_at=timezone.now(),
+    )
+    body = operator_api.get(f"/api/v1/operations/{lost.pk}/").json()
+    assert body["state"] == "failed"
+    assert "interrupted" in body["message"] and "1200 of 5000" in body["message"]
+    assert operator_api.get(f"/api/v1/operations/{fresh.pk}/").json()["state"] == "running"
+    operator_api.get("/api/v1/operations/")  # looking again audits nothing more
+    (record,) = records()
+    assert (record.outcome, record.target) == ("failed", "cell/cell-a")
+    assert record.reason == "before the crash"
+    assert record.result["done"] == 1200
+    assert operator_api.get(f"/api/v1/operations/{lost.pk}/").json()["audit_id"] == record.pk
 
 
 # -- webhook --------------------------------------------------------------------------------
@@ -425,6 +532,15 @@ def test_pause_the_generator(core, operator_api):
     listed = operator_api.get("/api/v1/controllers/").json()["controllers"]
     generator = next(c for c in listed if c["key"] == "generator")
     assert generator["switch"]["paused"] is True and generator["configured"] is True
+
+
+def test_pause_dry_runs_change_nothing(core, operator_api):
+    for path in ("/api/v1/cells/cell-a/aggregator/pause/", "/api/v1/controllers/monitor/pause/"):
+        body = operator_api.post(path, {"reason": "what if", "dry_run": True}).json()
+        assert body["dry_run"] is True and body["result"]["changed"] is True
+        assert body["message"].startswith("would pause")
+    assert not ControllerSwitch.objects.filter(paused=True).exists()
+    assert [(r.action, r.dry_run) for r in records()] == [("controller-pause", True)] * 2
 
 
 # -- audit API ------------------------------------------------------------------------------

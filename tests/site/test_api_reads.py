@@ -6,7 +6,7 @@ from __future__ import annotations
 import time
 
 import pytest
-from site_fakes import install_cache, protector
+from site_fakes import finished_operation, install_cache, protector
 
 from protectors.kube.client import DEPLOYMENTS, PODPROTECTORS, Resource
 
@@ -150,9 +150,12 @@ def test_detail(table, viewer_api) -> None:
     assert missing.status_code == 404 and missing.json()["error"]["code"] == "not_found"
 
 
-def test_cells(table, viewer_api, operator_api) -> None:
-    operator_api.post(
-        "/api/v1/cells/cell-a/remove-from-protectors/", {"reason": "r"}, format="json"
+def test_cells(table, viewer_api, operator_api, operation_threads) -> None:
+    finished_operation(
+        operator_api,
+        operator_api.post(
+            "/api/v1/cells/cell-a/remove-from-protectors/", {"reason": "r"}, format="json"
+        ),
     )
     install_cache(table["core"].list(PODPROTECTORS)["items"])
     body = viewer_api.get("/api/v1/cells/").json()

@@ -3,9 +3,11 @@ audit record per attempted action, failures shown with their cause."""
 
 from __future__ import annotations
 
+import time
+
 import pytest
 from django.test import Client
-from site_fakes import WEBHOOK_NAME, install_cache, protector, webhook_configuration
+from site_fakes import WEBHOOK_NAME, Gate, install_cache, protector, webhook_configuration
 
 from audit.models import AuditRecord
 from protectors import constants
@@ -52,7 +54,7 @@ def webhook_selector(fakes, cell: str):
 
 
 @pytest.fixture
-def world(fakes):
+def world(fakes, operation_threads):
     objects = [
         protector("ns-1", "web"),
         protector("ns-1", "api", labels={"tier": "front"}),
@@ -227,3 +229,60 @@ def test_webhook_failure_in_an_unreachable_cell_is_shown(world, users, tmp_path)
     assert "FAILED" in text and "unreachable" in text
     assert str(tmp_path) not in response.content.decode()
     assert AuditRecord.objects.get().outcome == "failed"
+
+
+def test_a_long_removal_continues_in_the_background_with_its_progress_shown(
+    world, users, monkeypatch
+) -> None:
+    from audit.models import Operation
+    from protectors import views
+
+    monkeypatch.setattr(views, "REMOVAL_WAIT_SECONDS", 0.2)
+    gate = Gate(world["core"], monkeypatch)
+    client = logged_in(users["operator"])
+    try:
+        response = client.post("/cells/cell-a/remove/", REMOVE_FORM, follow=True)
+        operation = Operation.objects.get()
+        assert response.redirect_chain[-1][0] == f"/operations/{operation.pk}/"
+        assert f"started as operation #{operation.pk}" in shown(response)
+        page = response.content.decode()
+        assert 'http-equiv="refresh"' in page  # follows the progress while it runs
+        assert f'aria-label="Progress of operation #{operation.pk}"' in page
+        assert 'max="4"' in page and "of 4 done" in page
+        assert AuditRecord.objects.count() == 0  # audited once, when it ends
+        # Submitting the same removal again joins the running operation.
+        again = client.post("/cells/cell-a/remove/", REMOVE_FORM, follow=True)
+        assert again.redirect_chain[-1][0] == f"/operations/{operation.pk}/"
+        assert "already running" in shown(again)
+        cells = client.get("/cells/").content.decode()
+        assert "Recent cell removals" in cells and f"/operations/{operation.pk}/" in cells
+    finally:
+        gate.open()
+    for _ in range(300):
+        operation.refresh_from_db()
+        if not operation.running:
+            break
+        time.sleep(0.02)
+    page = client.get(f"/operations/{operation.pk}/").content.decode()
+    assert 'http-equiv="refresh"' not in page
+    assert "succeeded" in page and "4 of 4 done" in page
+    assert "Remove cell-a from PodProtectors: 4 matched; annotated 3;" in page
+    assert "4 matched; annotated 3;" in page
+    record = AuditRecord.objects.get()
+    assert operation.audit_record_id == record.pk and f"#{record.pk}" in page
+    assert Operation.objects.count() == 1
+
+
+def test_removal_failures_are_listed_on_the_operation_page(world, users) -> None:
+    world["core"].fail_patches_for.update({"web", "db"})
+    client = logged_in(users["operator"])
+    client.post("/cells/cell-a/remove/", REMOVE_FORM)
+    from audit.models import Operation
+
+    operation = Operation.objects.get()
+    page = client.get(f"/operations/{operation.pk}/").content.decode()
+    assert "Partly succeeded" in page or "partly succeeded" in page
+    assert "ns-1/web" in page and "ns-2/db" in page and "injected failure" in page
+    assert client.get("/operations/999999/").status_code == 404
+    # Viewers see operations too.
+    assert logged_in(users["viewer"]).get(f"/operations/{operation.pk}/").status_code == 200
