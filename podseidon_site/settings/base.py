@@ -65,6 +65,10 @@ ROOT_URLCONF = (
     "podseidon_site.urls_webhook" if PODSEIDON_ROLE == "webhook" else "podseidon_site.urls"
 )
 WSGI_APPLICATION = "podseidon_site.wsgi.application"
+if PODSEIDON_ROLE == "web":
+    # The admin's and the API docs' assets, served by the web tier itself: no collectstatic
+    # step, no extra server, and the image's file system can stay read-only.
+    MIDDLEWARE.insert(1, "whitenoise.middleware.WhiteNoiseMiddleware")
 
 TEMPLATES = [
     {
@@ -108,6 +112,8 @@ USE_TZ = True
 
 STATIC_URL = "static/"
 STATIC_ROOT = env.path("STATIC_ROOT", default=BASE_DIR / "var" / "static")
+# Served straight from the installed apps (a few hundred files, indexed once at start-up).
+WHITENOISE_USE_FINDERS = True
 
 REST_FRAMEWORK = {
     # Token first: its WWW-Authenticate header makes DRF answer anonymous requests with 401
