@@ -1,4 +1,5 @@
-# The two commands a newcomer needs: `make demo` runs the product, `make test` runs the suite.
+# The commands a newcomer needs: `make demo` runs the product (`make demo-incident` then plays an
+# incident against it), `make test` runs the suite.
 SHELL := /bin/bash
 PYTHON ?= python3
 VENV ?= .venv
@@ -6,7 +7,7 @@ PY := $(VENV)/bin/python
 PIP := $(VENV)/bin/pip
 STAMP := $(VENV)/.requirements-installed
 
-.PHONY: demo test lint format venv redis clean
+.PHONY: demo demo-incident test lint format venv redis chromium clean
 
 $(STAMP): requirements.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -19,6 +20,9 @@ venv: $(STAMP)
 redis:
 	bash scripts/ensure-redis.sh
 
+chromium:
+	bash scripts/ensure-chromium.sh
+
 lint: venv
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
@@ -27,11 +31,14 @@ format: venv
 	$(VENV)/bin/ruff check --fix .
 	$(VENV)/bin/ruff format .
 
-test: venv redis lint
+test: venv redis chromium lint
 	$(VENV)/bin/pytest
 
 demo: venv redis
-	bash scripts/demo.sh
+	$(PY) -m demo
+
+demo-incident: venv
+	$(PY) -m demo.incident
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .ruff_cache
