@@ -10,7 +10,7 @@ from rest_framework import generics
 from audit import operations
 from audit.models import Action, AuditRecord, Operation, OperationState, Outcome
 from audit.serializers import AuditRecordSerializer, OperationSerializer
-from podseidon_site.api import StandardPagination
+from podseidon_site.api import StandardPagination, errors
 
 
 class AuditFilter(django_filters.FilterSet):
@@ -27,7 +27,13 @@ class AuditFilter(django_filters.FilterSet):
         fields = ["user", "action", "target", "outcome", "dry_run", "since", "until"]
 
 
-@extend_schema_view(get=extend_schema(summary="The audit log, newest first", tags=["audit"]))
+@extend_schema_view(
+    get=extend_schema(
+        summary="The audit log, newest first",
+        responses={200: AuditRecordSerializer(many=True), **errors(400, 401, 404)},
+        tags=["audit"],
+    )
+)
 class AuditList(generics.ListAPIView):
     queryset = AuditRecord.objects.all()
     serializer_class = AuditRecordSerializer
@@ -35,7 +41,13 @@ class AuditList(generics.ListAPIView):
     pagination_class = StandardPagination
 
 
-@extend_schema_view(get=extend_schema(summary="One audit record", tags=["audit"]))
+@extend_schema_view(
+    get=extend_schema(
+        summary="One audit record",
+        responses={200: AuditRecordSerializer, **errors(401, 404)},
+        tags=["audit"],
+    )
+)
 class AuditDetail(generics.RetrieveAPIView):
     queryset = AuditRecord.objects.all()
     serializer_class = AuditRecordSerializer
@@ -63,7 +75,11 @@ class _ExpiringStale:
 
 
 @extend_schema_view(
-    get=extend_schema(summary="Tracked operations (long actions), newest first", tags=["audit"])
+    get=extend_schema(
+        summary="Tracked operations (long actions), newest first",
+        responses={200: OperationSerializer(many=True), **errors(400, 401, 404)},
+        tags=["audit"],
+    )
 )
 class OperationList(_ExpiringStale, generics.ListAPIView):
     serializer_class = OperationSerializer
@@ -72,7 +88,11 @@ class OperationList(_ExpiringStale, generics.ListAPIView):
 
 
 @extend_schema_view(
-    get=extend_schema(summary="One tracked operation: progress, outcome, audit id", tags=["audit"])
+    get=extend_schema(
+        summary="One tracked operation: progress, outcome, audit id",
+        responses={200: OperationSerializer, **errors(401, 404)},
+        tags=["audit"],
+    )
 )
 class OperationDetail(_ExpiringStale, generics.RetrieveAPIView):
     serializer_class = OperationSerializer

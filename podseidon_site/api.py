@@ -20,7 +20,9 @@ from __future__ import annotations
 from typing import Any
 
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
-from django.http import Http404
+from django.core.exceptions import SuspiciousOperation
+from django.http import Http404, JsonResponse
+from drf_spectacular.utils import OpenApiResponse
 from rest_framework import exceptions, permissions, serializers, status
 from rest_framework.pagination import PageNumberPagination
 from rest_framework.response import Response
@@ -62,6 +64,9 @@ def exception_handler(exc: Exception, context: dict) -> Response | None:
     if isinstance(exc, KubeError):
         code = "cluster_unreachable" if exc.status == 0 else "cluster_error"
         return error_response(502, code, str(exc))
+    if isinstance(exc, SuspiciousOperation):
+        # e.g. more form fields than Django accepts: the client's fault, said in our error shape.
+        return error_response(400, "bad_request", str(exc) or type(exc).__name__)
     if isinstance(exc, Http404):
         exc = exceptions.NotFound()
     elif isinstance(exc, DjangoPermissionDenied):
@@ -123,6 +128,30 @@ class ErrorSerializer(serializers.Serializer):
         details = serializers.JSONField(allow_null=True)
 
     error = Body()
+
+
+ERRORS = {
+    400: OpenApiResponse(ErrorSerializer, description="Invalid request"),
+    401: OpenApiResponse(ErrorSerializer, description="Not authenticated"),
+    403: OpenApiResponse(ErrorSerializer, description="Not an operator"),
+    404: OpenApiResponse(ErrorSerializer, description="Unknown cell or object"),
+    409: OpenApiResponse(ErrorSerializer, description="The action cannot apply"),
+    502: OpenApiResponse(ErrorSerializer, description="A cluster failed (audited)"),
+    503: OpenApiResponse(ErrorSerializer, description="Cache still syncing"),
+}
+
+
+def errors(*codes: int) -> dict:
+    """The documented error answers of an operation, for `extend_schema(responses=...)`."""
+    return {code: ERRORS[code] for code in codes}
+
+
+def not_found(request: Any, *args: Any, **kwargs: Any) -> JsonResponse:
+    """Any path under /api/ that no route matches: the API's error body, not Django's page."""
+    return JsonResponse(
+        {"error": {"code": "not_found", "message": "No such API endpoint.", "details": None}},
+        status=404,
+    )
 
 
 class StandardPagination(PageNumberPagination):

@@ -2,10 +2,11 @@
 drf-spectacular-sidecar package's static files: no CDN)."""
 
 from django.contrib.auth.decorators import login_required
-from django.urls import path
+from django.urls import path, re_path
 from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
 
 from audit import api as audit_api
+from podseidon_site.api import not_found
 from protectors import api as protectors_api
 from webhook import api as webhook_api
 from workers import api as workers_api
@@ -78,4 +79,5 @@ urlpatterns = [
         name="redoc",
     ),
     *[path(f"v1/{p.pattern}", p.callback, name=p.name) for p in v1],
+    re_path(r"^", not_found),
 ]

@@ -14,8 +14,8 @@ from podseidon_site.api import (
     ActionResponseSerializer,
     CanOperate,
     DryRunActionRequestSerializer,
-    ErrorSerializer,
     action_response,
+    errors,
 )
 from protectors import services
 from protectors.cache import RowFilter, protector_cache
@@ -29,20 +29,6 @@ from protectors.serializers import (
     RemoveCellRequestSerializer,
 )
 from workers import services as worker_services
-
-ERRORS = {
-    400: OpenApiResponse(ErrorSerializer, description="Invalid request"),
-    401: OpenApiResponse(ErrorSerializer, description="Not authenticated"),
-    403: OpenApiResponse(ErrorSerializer, description="Not an operator"),
-    404: OpenApiResponse(ErrorSerializer, description="Unknown cell or object"),
-    409: OpenApiResponse(ErrorSerializer, description="The action cannot apply"),
-    502: OpenApiResponse(ErrorSerializer, description="A cluster failed (audited)"),
-    503: OpenApiResponse(ErrorSerializer, description="Cache still syncing"),
-}
-
-
-def errors(*codes: int) -> dict:
-    return {code: ERRORS[code] for code in codes}
 
 
 class Overview(APIView):

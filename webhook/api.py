@@ -12,8 +12,8 @@ from podseidon_site.api import (
     CanOperate,
     DryRunActionRequestSerializer,
     action_response,
+    errors,
 )
-from protectors.api import errors
 from webhook import services
 from webhook.serializers import WebhookListSerializer
 

@@ -13,8 +13,8 @@ from podseidon_site.api import (
     CanOperate,
     DryRunActionRequestSerializer,
     action_response,
+    errors,
 )
-from protectors.api import errors
 from protectors.serializers import ControllerSerializer
 from workers import services
 

@@ -111,8 +111,9 @@ USE_I18N = False
 USE_TZ = True
 
 STATIC_URL = "static/"
-STATIC_ROOT = env.path("STATIC_ROOT", default=BASE_DIR / "var" / "static")
-# Served straight from the installed apps (a few hundred files, indexed once at start-up).
+# Served straight from the installed apps (a few hundred files, indexed once at start-up); a
+# STATIC_ROOT is only needed by whoever prefers `collectstatic` and serving them elsewhere.
+STATIC_ROOT = env.str("STATIC_ROOT", default="") or None
 WHITENOISE_USE_FINDERS = True
 
 REST_FRAMEWORK = {

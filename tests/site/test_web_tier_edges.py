@@ -1,0 +1,48 @@
+"""Edges of the web tier: static assets (WhiteNoise), and the API's JSON error shape for what
+no view handles (unknown paths, bodies over Django's limits)."""
+
+from __future__ import annotations
+
+import pytest
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/static/admin/css/base.css",
+        "/static/drf_spectacular_sidecar/swagger-ui-dist/swagger-ui-bundle.js",
+    ],
+)
+def test_assets_are_served(client, path: str) -> None:
+    response = client.get(path)
+    assert response.status_code == 200
+    assert b"".join(response.streaming_content)
+
+
+def test_unknown_asset_is_404(client) -> None:
+    assert client.get("/static/admin/css/no-such-file.css").status_code == 404
+
+
+def test_unknown_api_path_answers_the_api_error_shape(client) -> None:
+    for path in ("/api/v1/audit/not-a-number/", "/api/v1/no-such-thing/", "/api/v2/"):
+        response = client.get(path)
+        assert response.status_code == 404, path
+        assert response["Content-Type"] == "application/json"
+        assert response.json()["error"]["code"] == "not_found"
+
+
+def test_too_many_form_fields_is_a_json_400(client, django_user_model, settings) -> None:
+    from rest_framework.authtoken.models import Token
+
+    user = django_user_model.objects.create_superuser("form-bomb", password="x")
+    token = Token.objects.create(user=user).key
+    settings.DATA_UPLOAD_MAX_NUMBER_FIELDS = 10
+    response = client.post(
+        "/api/v1/cells/cell-a/aggregator/pause/",
+        {f"f{i}": "x" for i in range(50)},
+        HTTP_AUTHORIZATION=f"Token {token}",
+    )
+    assert response.status_code == 400
+    assert response.json()["error"]["code"] == "bad_request"
