@@ -89,9 +89,12 @@ def _webhooks(obj: Mapping[str, Any]) -> list[dict]:
 def classify(obj: Mapping[str, Any] | None) -> str:
     if obj is None:
         return NOT_REGISTERED
-    if _saved(obj) is not None:
-        return DISABLED_BY_CONSOLE
     off = [w.get("objectSelector") == NEVER_MATCHING_SELECTOR for w in _webhooks(obj)]
+    if _saved(obj) is not None:
+        # Saved selectors but none disabled: the configuration was re-applied outside the console
+        # (kubectl apply keeps an annotation it does not manage). It guards pods again; the
+        # stale annotation is overwritten by the next disable.
+        return DISABLED_BY_CONSOLE if any(off) else ENABLED
     if off and all(off):
         return DISABLED_ELSEWHERE
     if any(off):
@@ -232,6 +235,17 @@ def _enable_patch(obj: Mapping[str, Any], saved: Mapping[str, Any]) -> list[dict
     return ops
 
 
+def _forget_saved_patch(obj: Mapping[str, Any]) -> list[dict]:
+    return [
+        {
+            "op": "test",
+            "path": "/metadata/resourceVersion",
+            "value": obj["metadata"]["resourceVersion"],
+        },
+        {"op": "remove", "path": f"/metadata/annotations/{_escape(SAVED_ANNOTATION)}"},
+    ]
+
+
 def _racing(error: KubeError) -> bool:
     # A failed `test` is 422 Invalid; a changed resourceVersion can also surface as 409.
     return error.status in (409, 422)
@@ -310,11 +324,30 @@ def _enable_work(cell_id: str, dry_run: bool) -> Done:
                 status=409,
                 result={"cell": cell_id, "state": state},
             )
-        if state == ENABLED:
+        if state == ENABLED and _saved(obj) is None:
             return Done(
                 Outcome.SUCCEEDED,
                 f"the webhook in {cell_id} is already enabled; nothing changed",
                 {"cell": cell_id, "state": state, "changed": False},
+            )
+        if state == ENABLED:
+            # Re-applied or edited outside the console since it disabled it: keep those
+            # selectors (never overwrite someone's edit), drop the saved ones that no longer apply.
+            ops = _forget_saved_patch(obj)
+            if not dry_run:
+                try:
+                    client.patch(VALIDATING_WEBHOOKS, None, CONFIG_NAME, ops, patch_type="json")
+                except KubeError as error:
+                    if _racing(error):
+                        continue
+                    raise
+            return Done(
+                Outcome.SUCCEEDED,
+                f"the webhook in {cell_id} was already re-enabled outside the console; its "
+                "current selectors are kept and the stale saved ones "
+                + ("would be " if dry_run else "")
+                + "dropped",
+                {"cell": cell_id, "state": state, "changed": True, "patch": ops},
             )
         saved = _saved(obj) or {"selectors": {}}
         ops = _enable_patch(obj, saved)

@@ -420,13 +420,42 @@ def test_disable_dry_run_changes_nothing(registered, operator_api):
     assert records()[0].dry_run
 
 
-def test_enable_refuses_to_overwrite_an_edit_made_after_disabling(registered, operator_api):
+def test_enable_keeps_an_edit_made_after_disabling(registered, operator_api):
     operator_api.post("/api/v1/webhook/cell-a/disable/", {"reason": "r"})
+    edited = {"matchLabels": {"tier": "gold"}}
     registered["cell-a"].patch(
         VALIDATING_WEBHOOKS,
         None,
         WEBHOOK_NAME,
-        [{"op": "replace", "path": "/webhooks/0/objectSelector", "value": {"matchLabels": {}}}],
+        [{"op": "replace", "path": "/webhooks/0/objectSelector", "value": edited}],
+        patch_type="json",
+    )
+    # It guards pods again (with the edited selector), whatever the stale annotation says.
+    states = {s["cell"]: s for s in operator_api.get("/api/v1/webhook/").json()["cells"]}
+    assert states["cell-a"]["state"] == "enabled"
+    response = operator_api.post("/api/v1/webhook/cell-a/enable/", {"reason": "r"})
+    assert response.status_code == 200, response.content
+    stored = stored_webhook(registered, "cell-a")
+    assert stored["webhooks"][0]["objectSelector"] == edited
+    assert SAVED_ANNOTATION not in stored["metadata"].get("annotations", {})
+    # A later disable saves the edited selector, not the first one.
+    operator_api.post("/api/v1/webhook/cell-a/disable/", {"reason": "r"})
+    saved = json.loads(
+        stored_webhook(registered, "cell-a")["metadata"]["annotations"][SAVED_ANNOTATION]
+    )
+    assert saved["selectors"] == {WEBHOOK_NAME: edited}
+
+
+def test_enable_refuses_to_overwrite_a_partial_edit(fakes, operator_api):
+    configuration = webhook_configuration(ORIGINAL)
+    configuration["webhooks"].append(dict(configuration["webhooks"][0], name="second.podseidon"))
+    fakes["cell-a"].add(VALIDATING_WEBHOOKS, configuration)
+    operator_api.post("/api/v1/webhook/cell-a/disable/", {"reason": "r"})
+    fakes["cell-a"].patch(
+        VALIDATING_WEBHOOKS,
+        None,
+        WEBHOOK_NAME,
+        [{"op": "replace", "path": "/webhooks/1/objectSelector", "value": {"matchLabels": {}}}],
         patch_type="json",
     )
     response = operator_api.post("/api/v1/webhook/cell-a/enable/", {"reason": "r"})
