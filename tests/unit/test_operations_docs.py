@@ -482,9 +482,11 @@ def _quoted_paths(markdown: str) -> set[str]:
 def _resolves(path: str) -> bool:
     # A placeholder (`<cell>`, `<id>`) stands for any value; "1" fits str and int converters.
     path = re.sub(r"<[^<>/]+>", "1", path)
+    from podseidon_site.api import not_found
+
     try:
-        resolve(path)
-        return True
+        # /api/ answers every unknown path with a JSON 404: that is not a documented endpoint.
+        return resolve(path).func is not not_found
     except Resolver404:
         pass
     try:
