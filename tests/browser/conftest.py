@@ -92,7 +92,9 @@ def _protect(clusters: Clusters, namespace: str, name: str, minimum: int) -> Non
     write_aggregation(core, namespace, name, dict.fromkeys(CELLS, GUARDED_PODS))
 
 
-@pytest.fixture(scope="session")
+# Package scope: torn down once tests/browser is done. Playwright's sync API keeps an event loop
+# running in the main thread while it is open, and later tests call asyncio.run().
+@pytest.fixture(scope="package")
 def console(clusters: Clusters, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Console]:
     if not clusters.is_sandbox:
         pytest.skip("a real kube-apiserver cannot call a webhook on this machine's loopback")
@@ -138,7 +140,7 @@ def console(clusters: Clusters, tmp_path_factory: pytest.TempPathFactory) -> Ite
         assert webhook_code == 0, f"webhook exited with {webhook_code}; see {webhook.log}"
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def browser() -> Iterator[Browser]:
     if not CHROMIUM.exists():
         pytest.fail(f"{CHROMIUM} is missing: run `bash scripts/ensure-chromium.sh` (as root)")
