@@ -2,6 +2,7 @@
 throughput, and status writes per admitted deletion.
 
     .venv/bin/python benchmarks/webhook.py [--protectors 10000] [--deletes 200] [--clients 16]
+        [--rounds 3] [--compare OPTION=MILLIS[,OPTION=MILLIS]]...
 
 Starts its own sandbox clusters and the real webhook (gunicorn, TLS, 3 workers) on loopback,
 prints its figures and exits. Latencies are reported as ratios measured side by side in one run,

@@ -439,3 +439,51 @@ def test_deletecollection_member_uses_the_old_object() -> None:
     verdict = _decider(world).decide("cell-a", _delete(_pod("web-3"), name=""), 1e9)
     assert verdict.allowed
     assert world.submitted[0][1].pod_uid == "uid-web-3"
+
+
+def _with_bucket(age: timedelta, uid: str = "uid-web-0", cell: str = "cell-a") -> PodProtector:
+    body = _protector().to_dict()
+    body["status"] = {
+        "cells": [
+            {
+                "cellID": cell,
+                "aggregation": {"totalReplicas": 5, "availableReplicas": 5},
+                "admissionHistory": {
+                    "buckets": [
+                        {
+                            "startTime": (NOW - age).strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
+                            "podUID": uid,
+                        }
+                    ]
+                },
+            }
+        ]
+    }
+    return PodProtector.from_dict(body)
+
+
+# (bucket age, its pod, its cell, refresh threshold ms, answered without the batch)
+REPEATS = [
+    ("young-bucket", timedelta(milliseconds=20), "uid-web-0", "cell-a", 100, True),
+    ("old-bucket", timedelta(seconds=2), "uid-web-0", "cell-a", 100, False),
+    ("other-pod", timedelta(milliseconds=20), "uid-other", "cell-a", 100, False),
+    ("other-cell", timedelta(milliseconds=20), "uid-web-0", "cell-b", 100, False),
+    ("threshold-off", timedelta(milliseconds=20), "uid-web-0", "cell-a", 0, False),
+]
+
+
+@pytest.mark.parametrize(
+    ("age", "uid", "cell", "threshold", "skips_batch"),
+    [r[1:] for r in REPEATS],
+    ids=[r[0] for r in REPEATS],
+)
+def test_repeat_review_of_a_just_admitted_pod_skips_the_batch(
+    age, uid, cell, threshold, skips_batch
+) -> None:
+    world = FakeWorld(protectors=[_with_bucket(age, uid, cell)])
+    decider = _decider(world, bucket_refresh_after_millis=threshold)
+    verdict = decider.decide("cell-a", _delete(_pod()), deadline=1e9)
+    assert verdict.allowed
+    assert (world.submitted == []) is skips_batch
+    if skips_batch:
+        assert world.observed == [("protector", "AlreadyAdmitted", False)]
