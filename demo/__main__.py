@@ -18,7 +18,6 @@ import os
 import shutil
 import signal
 import ssl
-import subprocess
 import sys
 import threading
 import urllib.error
@@ -29,7 +28,7 @@ import yaml
 
 from demo import workloads
 from demo.layout import CELLS, CLUSTERS, DEFAULT_ROOT, NAMESPACE, REPO, Layout, Ports
-from demo.processes import Child, DemoError, Supervisor
+from demo.processes import Child, DemoError, Supervisor, run_manage
 
 BIN = Path(sys.executable).parent
 SANDBOX_CONTROLLERS = (
@@ -131,17 +130,7 @@ class Demo:
         layout.config_file.write_text(yaml.safe_dump(config, sort_keys=False))
 
     def manage(self, *args: str) -> str:
-        result = subprocess.run(
-            [sys.executable, "manage.py", *args],
-            cwd=REPO,
-            env=self.env,
-            capture_output=True,
-            text=True,
-            timeout=120,
-        )
-        if result.returncode != 0:
-            raise DemoError(f"manage.py {' '.join(args)} failed:\n{result.stderr.strip()}")
-        return result.stdout
+        return run_manage(self.env, *args)
 
     def prepare_database(self) -> None:
         self.manage("migrate", "--noinput")

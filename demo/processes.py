@@ -11,6 +11,7 @@ import contextlib
 import os
 import signal
 import subprocess
+import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -21,6 +22,21 @@ from demo.layout import REPO
 
 class DemoError(RuntimeError):
     """Something the demo needs did not happen; the message says what and where to look."""
+
+
+def run_manage(env: dict[str, str], *args: str, timeout: float = 120) -> str:
+    """`manage.py ARGS` as the product's own processes would run it; its output, or DemoError."""
+    result = subprocess.run(
+        [sys.executable, "manage.py", *args],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+    if result.returncode != 0:
+        raise DemoError(f"manage.py {' '.join(args)} failed:\n{result.stderr.strip()[-3000:]}")
+    return result.stdout
 
 
 @dataclass

@@ -246,6 +246,17 @@ def _forget_saved_patch(obj: Mapping[str, Any]) -> list[dict]:
     ]
 
 
+def _patched(client: KubeClient, ops: list[dict]) -> bool:
+    """Apply a JSON patch; False when someone changed the object since we read it (read again)."""
+    try:
+        client.patch(VALIDATING_WEBHOOKS, None, CONFIG_NAME, ops, patch_type="json")
+    except KubeError as error:
+        if _racing(error):
+            return False
+        raise
+    return True
+
+
 def _racing(error: KubeError) -> bool:
     # A failed `test` is 422 Invalid; a changed resourceVersion can also surface as 409.
     return error.status in (409, 422)
@@ -284,12 +295,8 @@ def _disable_work(cell_id: str, user_name: str, dry_run: bool) -> Done:
                 f"would disable the webhook in {cell_id}, saving its selectors",
                 {"cell": cell_id, "state": state, "changed": True, "saved": saved, "patch": ops},
             )
-        try:
-            client.patch(VALIDATING_WEBHOOKS, None, CONFIG_NAME, ops, patch_type="json")
-        except KubeError as error:
-            if _racing(error):
-                continue
-            raise
+        if not _patched(client, ops):
+            continue
         return Done(
             Outcome.SUCCEEDED,
             f"webhook disabled in {cell_id}: its pod deletions are no longer guarded",
@@ -334,13 +341,8 @@ def _enable_work(cell_id: str, dry_run: bool) -> Done:
             # Re-applied or edited outside the console since it disabled it: keep those
             # selectors (never overwrite someone's edit), drop the saved ones that no longer apply.
             ops = _forget_saved_patch(obj)
-            if not dry_run:
-                try:
-                    client.patch(VALIDATING_WEBHOOKS, None, CONFIG_NAME, ops, patch_type="json")
-                except KubeError as error:
-                    if _racing(error):
-                        continue
-                    raise
+            if not dry_run and not _patched(client, ops):
+                continue
             return Done(
                 Outcome.SUCCEEDED,
                 f"the webhook in {cell_id} was already re-enabled outside the console; its "
@@ -363,12 +365,8 @@ def _enable_work(cell_id: str, dry_run: bool) -> Done:
                     "patch": ops,
                 },
             )
-        try:
-            client.patch(VALIDATING_WEBHOOKS, None, CONFIG_NAME, ops, patch_type="json")
-        except KubeError as error:
-            if _racing(error):
-                continue
-            raise
+        if not _patched(client, ops):
+            continue
         return Done(
             Outcome.SUCCEEDED,
             f"webhook re-enabled in {cell_id} with its saved selectors",

@@ -23,6 +23,7 @@ from typing import Any
 
 import yaml
 
+from demo.processes import run_manage
 from tests.integration.webhook_env import free_port
 
 REPO = Path(__file__).resolve().parents[2]
@@ -41,17 +42,7 @@ for spec in json.loads(os.environ["PODSEIDON_TEST_USERS"]):
 
 def manage(env: dict[str, str], *args: str) -> str:
     """Run ``manage.py`` as the console's own process would (same configuration, same database)."""
-    result = subprocess.run(
-        [sys.executable, "manage.py", *args],
-        cwd=REPO,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    if result.returncode != 0:
-        raise RuntimeError(f"manage.py {args[0]} failed: {result.stderr[-3000:]}")
-    return result.stdout
+    return run_manage(env, *args)
 
 
 @dataclass
