@@ -38,6 +38,8 @@ FLUSH_SECONDS = 0.5
 # Longer than any single step of the work can take (one cluster request is bounded by the action
 # timeout), so only a lost thread goes silent this long.
 STALE_AFTER_SECONDS = 120.0
+# How often a running operation's thread says it is alive, progress or not.
+HEARTBEAT_SECONDS = 20.0
 
 _events_lock = threading.Lock()
 # Operation id → set when the thread running it in this process has finished.
@@ -104,6 +106,7 @@ def start(
     reason: str,
     parameters: Mapping[str, Any],
     work: Work,
+    _retried: bool = False,
 ) -> tuple[Operation, bool]:
     """Start ``work`` in a background thread; (operation, True), or (the operation already
     running for the same selection, False)."""
@@ -124,7 +127,7 @@ def start(
             )
     except IntegrityError:
         running = Operation.objects.filter(selection_key=key, state=OperationState.RUNNING).first()
-        if running is None:  # it finished between our insert and this read: start anew
+        if running is None and not _retried:  # it finished between our insert and this read
             return start(
                 user=user,
                 action=action,
@@ -132,7 +135,10 @@ def start(
                 reason=reason,
                 parameters=parameters,
                 work=work,
+                _retried=True,
             )
+        if running is None:
+            raise
         return running, False
     finished = threading.Event()
     with _events_lock:
@@ -156,6 +162,13 @@ def wait(operation_id: int, timeout: float) -> bool:
 
 
 def _run(operation_id: int, user: Any, work: Work, finished: threading.Event) -> None:
+    # Alive is not the same as progressing: a slow list of thousands of protectors must not
+    # look like a dead process to expire_stale() (which would fail and audit it a second time).
+    beating = threading.Thread(
+        target=_beat, args=(operation_id, finished), name=f"operation-{operation_id}-beat"
+    )
+    beating.daemon = True
+    beating.start()
     try:
         _execute(operation_id, user, work)
     finally:
@@ -163,6 +176,16 @@ def _run(operation_id: int, user: Any, work: Work, finished: threading.Event) ->
         with _events_lock:
             _finished_events.pop(operation_id, None)
         # This thread's database connection is its own; leaving it open would leak it.
+        connection.close()
+
+
+def _beat(operation_id: int, finished: threading.Event) -> None:
+    try:
+        while not finished.wait(HEARTBEAT_SECONDS):
+            Operation.objects.filter(pk=operation_id, state=OperationState.RUNNING).update(
+                heartbeat_at=timezone.now()
+            )
+    finally:
         connection.close()
 
 
@@ -195,7 +218,8 @@ def _execute(operation_id: int, user: Any, work: Work) -> None:
     except ActionFailed as failure:
         result = failure.action
     progress.flush(force=True)
-    Operation.objects.filter(pk=operation_id).update(
+    # RUNNING only: if expire_stale() ended it meanwhile, its verdict and audit record stand.
+    ended = Operation.objects.filter(pk=operation_id, state=OperationState.RUNNING).update(
         state=result.outcome,
         message=result.message,
         result=result.result,
@@ -203,6 +227,12 @@ def _execute(operation_id: int, user: Any, work: Work) -> None:
         finished_at=timezone.now(),
         heartbeat_at=timezone.now(),
     )
+    if not ended:
+        logger.warning(
+            "operation #%s finished (%s) after it had been ended as stale",
+            operation_id,
+            result.outcome,
+        )
 
 
 def _is_kube_error(error: Exception) -> bool:

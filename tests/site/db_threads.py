@@ -20,15 +20,20 @@ def operation_threads(db, monkeypatch) -> Iterator[None]:
     the fixture waits for them before the database goes away."""
     shared = connections["default"]
     shared.inc_thread_sharing()
-    execute = operations._execute
-
-    def on_shared_connection(*args) -> None:
-        connections["default"] = shared
-        execute(*args)
-
-    monkeypatch.setattr(operations, "_execute", on_shared_connection)
+    for name in ("_execute", "_beat"):
+        monkeypatch.setattr(
+            operations, name, _on_shared_connection(getattr(operations, name), shared)
+        )
     yield
     for thread in threading.enumerate():
         if thread.name.startswith("operation-"):
             thread.join(30)
     shared.dec_thread_sharing()
+
+
+def _on_shared_connection(function, shared):
+    def on_shared_connection(*args) -> None:
+        connections["default"] = shared
+        function(*args)
+
+    return on_shared_connection

@@ -601,3 +601,42 @@ def test_audit_api_filters(registered, operator_api, users):
     detail = viewer.get(f"/api/v1/audit/{first.pk}/").json()
     assert detail["reason"] == "one" and detail["parameters"] == {"cell": "cell-a"}
     assert viewer.get("/api/v1/audit/999999/").json()["error"]["code"] == "not_found"
+
+
+def test_a_slow_operation_keeps_beating_and_is_never_expired(
+    users, operation_threads, monkeypatch
+) -> None:
+    import threading
+
+    from audit import operations
+    from audit.actions import Done
+    from audit.models import Outcome
+
+    monkeypatch.setattr(operations, "STALE_AFTER_SECONDS", 0.6)
+    monkeypatch.setattr(operations, "HEARTBEAT_SECONDS", 0.1)
+    release = threading.Event()
+
+    def slow(progress) -> Done:
+        # No progress reported while it works, like a long first list of the core cluster.
+        release.wait(10)
+        return Done(Outcome.SUCCEEDED, "done", {})
+
+    operation, started = operations.start(
+        user=users["operator"],
+        action="remove-cell",
+        target="cell/cell-a",
+        reason="slow",
+        parameters={"cell": "cell-a"},
+        work=slow,
+    )
+    assert started
+    try:
+        for _ in range(8):  # well past STALE_AFTER_SECONDS without progress
+            threading.Event().wait(0.2)
+            assert operations.expire_stale() == 0
+    finally:
+        release.set()
+    assert operations.wait(operation.pk, 10)
+    operation.refresh_from_db()
+    assert operation.state == "succeeded"
+    assert [r.reason for r in records()] == ["slow"]
