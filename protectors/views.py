@@ -24,6 +24,7 @@ from audit import operations
 from audit.actions import ActionFailed, ActionResult, InvalidAction
 from audit.models import Action, Operation, OperationState, Outcome
 from audit.roles import can_operate
+from podseidon_site.redaction import redact
 from protectors import services
 from protectors.cache import SORT_KEYS, CacheNotSynced, RowFilter, protector_cache
 from protectors.kube.client import KubeError
@@ -40,25 +41,6 @@ RECENT_OPERATIONS = 10
 
 
 # -- shared helpers ----------------------------------------------------------------------------
-
-
-def secret_paths() -> list[str]:
-    """Configured file paths that must never appear on a page (kubeconfigs, TLS files)."""
-    cfg = settings.PODSEIDON
-    paths = [cfg.core.kubeconfig, *(c.kubeconfig for c in cfg.cells)]
-    tls = getattr(cfg.webhook, "tls", None)
-    if tls is not None:
-        paths += [tls.cert_file, tls.key_file]
-    # Longest first, so a path that contains another is replaced whole.
-    return sorted({p for p in paths if p}, key=len, reverse=True)
-
-
-def redact(text: object) -> str:
-    """An error message fit for a page: configured file paths replaced by a placeholder."""
-    out = "" if text is None else str(text)
-    for path in secret_paths():
-        out = out.replace(path, "<configured file>")
-    return out
 
 
 def _redact_reachability(reach) -> dict | None:

@@ -124,6 +124,9 @@ REST_FRAMEWORK = {
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    # JSON only, with configured file paths redacted (Swagger UI at /api/docs/ is the browsable
+    # UI; DRF's own HTML renderer would print the data unredacted).
+    "DEFAULT_RENDERER_CLASSES": ["podseidon_site.redaction.RedactingJSONRenderer"],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],
     "EXCEPTION_HANDLER": "podseidon_site.api.exception_handler",

@@ -46,3 +46,25 @@ def test_too_many_form_fields_is_a_json_400(client, django_user_model, settings)
     )
     assert response.status_code == 400
     assert response.json()["error"]["code"] == "bad_request"
+
+
+def test_api_responses_never_name_a_configured_file(podseidon, fakes, users, monkeypatch) -> None:
+    from rest_framework.test import APIClient
+
+    from protectors import services
+    from protectors.kube.client import KubeError
+
+    # Whatever a client library puts into an error, the configured path does not go out.
+    kubeconfig = podseidon.core.kubeconfig
+
+    def failing_overview(**_):
+        raise KubeError(0, "Unreachable", f"cannot read {kubeconfig}: permission denied")
+
+    monkeypatch.setattr(services, "overview", failing_overview)
+    api = APIClient()
+    api.force_authenticate(users["viewer"])
+    response = api.get("/api/v1/overview/")
+    assert response.status_code == 502
+    body = response.content.decode()
+    assert kubeconfig not in body
+    assert "cannot read <configured file>: permission denied" in body
