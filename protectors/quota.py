@@ -20,7 +20,13 @@ from protectors.model import Bucket, CellStatus, PodProtector, Status, Summary
 from protectors.summarize import summarize
 from protectors.timefmt import utc
 
-__all__ = ["AdmissionResult", "DeletionRequest", "QuotaOutcome", "admit_batch"]
+__all__ = [
+    "AdmissionResult",
+    "DeletionRequest",
+    "QuotaOutcome",
+    "admit_batch",
+    "refresh_due",
+]
 
 
 class AdmissionResult(StrEnum):
@@ -75,6 +81,12 @@ def _count_at(summary: Summary, criterion: HealthCriterion) -> int:
     }[criterion]
 
 
+def refresh_due(bucket: Bucket, now: datetime, refresh_after: timedelta) -> bool:
+    """Whether a repeated admission of `bucket`'s pod moves its startTime to `now`: only when it
+    is older than `refresh_after`, and never backwards."""
+    return bucket.start_time < now - refresh_after
+
+
 def admit_batch(
     protector: PodProtector,
     config: EffectiveHistoryConfig,
@@ -124,7 +136,7 @@ def admit_batch(
         if existing is not None:
             # Refreshing keeps the aggregator from clearing the bucket before it sees the pod go.
             bucket = cell_buckets[existing]
-            if bucket.start_time < now - refresh_after:
+            if refresh_due(bucket, now, refresh_after):
                 cell_buckets[existing] = replace(bucket, start_time=now)
                 touched.add(request.cell_id)
             decided[index] = AdmissionResult.ALREADY_ADMITTED

@@ -12,6 +12,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from functools import cached_property
 from typing import Protocol
 
 from podseidon_site.config import PodseidonConfig
@@ -23,7 +24,7 @@ from protectors.history_config import (
 )
 from protectors.kube.client import KubeError
 from protectors.model import PodProtector
-from protectors.quota import AdmissionResult, DeletionRequest, admit_batch
+from protectors.quota import AdmissionResult, DeletionRequest, admit_batch, refresh_due
 from webhook.batching import BatchTimeout
 from webhook.review import MalformedReview, ReviewRequest, Verdict
 
@@ -201,18 +202,23 @@ class Decider:
         return None
 
     def _admitted_moments_ago(self, protector: PodProtector, request: DeletionRequest) -> bool:
-        """The cached protector holds this pod's bucket, younger than the refresh threshold:
+        """The cached protector holds this pod's bucket and it is not due a refresh:
         kube-apiserver's repeat review of a DELETE just admitted (see protectors.quota)."""
-        refresh_after = timedelta(milliseconds=self.config.webhook.bucket_refresh_after_millis)
+        refresh_after = self._refresh_after
         if not request.pod_uid or refresh_after <= timedelta(0) or protector.status is None:
             return False
         cell = protector.status.cell(request.cell_id)
         if cell is None:
             return False
-        newer_than = self.now() - refresh_after
+        now = self.now()
         return any(
-            b.pod_uid == request.pod_uid and b.start_time >= newer_than for b in cell.buckets
+            b.pod_uid == request.pod_uid and not refresh_due(b, now, refresh_after)
+            for b in cell.buckets
         )
+
+    @cached_property
+    def _refresh_after(self) -> timedelta:
+        return timedelta(milliseconds=self.config.webhook.bucket_refresh_after_millis)
 
     def _requires_pod_name(self, cell_id: str) -> bool:
         mode = self.config.webhook.requires_pod_name

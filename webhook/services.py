@@ -235,17 +235,6 @@ def _enable_patch(obj: Mapping[str, Any], saved: Mapping[str, Any]) -> list[dict
     return ops
 
 
-def _forget_saved_patch(obj: Mapping[str, Any]) -> list[dict]:
-    return [
-        {
-            "op": "test",
-            "path": "/metadata/resourceVersion",
-            "value": obj["metadata"]["resourceVersion"],
-        },
-        {"op": "remove", "path": f"/metadata/annotations/{_escape(SAVED_ANNOTATION)}"},
-    ]
-
-
 def _patched(client: KubeClient, ops: list[dict]) -> bool:
     """Apply a JSON patch; False when someone changed the object since we read it (read again)."""
     try:
@@ -340,7 +329,7 @@ def _enable_work(cell_id: str, dry_run: bool) -> Done:
         if state == ENABLED:
             # Re-applied or edited outside the console since it disabled it: keep those
             # selectors (never overwrite someone's edit), drop the saved ones that no longer apply.
-            ops = _forget_saved_patch(obj)
+            ops = _enable_patch(obj, {"selectors": {}})  # restores nothing, drops the annotation
             if not dry_run and not _patched(client, ops):
                 continue
             return Done(
