@@ -10,7 +10,6 @@ from __future__ import annotations
 import os
 import secrets
 import signal
-import socket
 import ssl
 import subprocess
 import sys
@@ -25,6 +24,9 @@ from typing import Any
 import yaml
 from kubernetes import client as k8s
 
+# The demo's helpers serve the tests too (install_crd is re-exported for them).
+from demo.layout import free_port
+from demo.workloads import install_crd  # noqa: F401
 from protectors.model import Aggregation, CellStatus, PodProtector, Status
 from protectors.summarize import summarize
 
@@ -32,30 +34,6 @@ REPO = Path(__file__).resolve().parents[2]
 CRD = REPO / "deploy" / "crds" / "podprotectors.yaml"
 GROUP, VERSION, PLURAL = "podseidon.kubewharf.io", "v1alpha1", "podprotectors"
 GUNICORN = str(Path(sys.executable).parent / "gunicorn")
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def install_crd(api: k8s.ApiClient) -> None:
-    ext = k8s.ApiextensionsV1Api(api)
-    body = yaml.safe_load(CRD.read_text())
-    try:
-        ext.create_custom_resource_definition(body)
-    except k8s.ApiException as error:
-        if error.status != 409:
-            raise
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline:
-        try:
-            k8s.CustomObjectsApi(api).list_cluster_custom_object(GROUP, VERSION, PLURAL, limit=1)
-            return
-        except k8s.ApiException:
-            time.sleep(0.1)
-    raise RuntimeError("podprotectors never became available")
 
 
 @dataclass
