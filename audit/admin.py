@@ -5,8 +5,21 @@ from django.contrib import admin
 from audit.models import AuditRecord, Operation
 
 
+class ReadOnlyAdmin(admin.ModelAdmin):
+    """Records of what happened: nobody adds, edits or deletes them, not even a superuser."""
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False
+
+
 @admin.register(AuditRecord)
-class AuditRecordAdmin(admin.ModelAdmin):
+class AuditRecordAdmin(ReadOnlyAdmin):
     list_display = (
         "created_at",
         "username",
@@ -21,18 +34,9 @@ class AuditRecordAdmin(admin.ModelAdmin):
     date_hierarchy = "created_at"
     readonly_fields = [f.name for f in AuditRecord._meta.fields]
 
-    def has_add_permission(self, request) -> bool:
-        return False
-
-    def has_change_permission(self, request, obj=None) -> bool:
-        return False
-
-    def has_delete_permission(self, request, obj=None) -> bool:
-        return False
-
 
 @admin.register(Operation)
-class OperationAdmin(admin.ModelAdmin):
+class OperationAdmin(ReadOnlyAdmin):
     list_display = (
         "created_at",
         "username",
@@ -46,12 +50,3 @@ class OperationAdmin(admin.ModelAdmin):
     list_filter = ("action", "state", "created_at")
     search_fields = ("username", "target", "reason", "message")
     readonly_fields = [f.name for f in Operation._meta.fields]
-
-    def has_add_permission(self, request) -> bool:
-        return False
-
-    def has_change_permission(self, request, obj=None) -> bool:
-        return False
-
-    def has_delete_permission(self, request, obj=None) -> bool:
-        return False

@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import os
 import secrets
-import signal
 import subprocess
 import sys
 import time
@@ -24,7 +23,7 @@ from typing import Any
 import yaml
 
 from demo.processes import run_manage
-from tests.integration.webhook_env import free_port
+from tests.integration.webhook_env import free_port, stop_process
 
 REPO = Path(__file__).resolve().parents[2]
 GUNICORN = str(Path(sys.executable).parent / "gunicorn")
@@ -70,12 +69,7 @@ class WebTier:
             return False
 
     def stop(self) -> int:
-        self.process.send_signal(signal.SIGTERM)
-        try:
-            return self.process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            return self.process.wait()
+        return stop_process(self.process)
 
 
 def web_environment(work_dir: Path, config: dict[str, Any], port: int) -> dict[str, str]:
