@@ -466,7 +466,7 @@ def protector_cache(*, wait: float | None = None) -> ProtectorCache:
     ``wait`` (default ``PODSEIDON_CACHE_SYNC_WAIT_SECONDS``) bounds how long this call waits
     for the first list.
     """
-    global _cache, _cache_config, _workloads
+    global _cache, _cache_config
     config = settings.PODSEIDON
     with _lock:
         if _cache is None or _cache_config is not config:
