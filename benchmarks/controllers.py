@@ -58,7 +58,15 @@ sys.path.insert(0, str(REPO))
 
 import aiohttp  # noqa: E402
 import orjson  # noqa: E402
-from harness import HarnessError, cpu_seconds, exit_on_sigterm, rfc3339, rss_mb  # noqa: E402
+from harness import (  # noqa: E402
+    HarnessError,
+    app_container,
+    app_container_status,
+    cpu_seconds,
+    exit_on_sigterm,
+    rfc3339,
+    rss_mb,
+)
 
 CELLS = ("cell-a", "cell-b")
 CLUSTERS = ("core", *CELLS)
@@ -176,18 +184,7 @@ def pod_body(i: int, j: int, cell_index: int) -> dict[str, Any]:
         "spec": {
             "nodeName": f"node-{(i * 7 + j) % 100:03d}",
             "serviceAccountName": "default",
-            "containers": [
-                {
-                    "name": "app",
-                    "image": "registry.local/bench/app:1.4.2",
-                    "ports": [{"containerPort": 8080, "protocol": "TCP"}],
-                    "resources": {
-                        "requests": {"cpu": "100m", "memory": "128Mi"},
-                        "limits": {"cpu": "500m", "memory": "256Mi"},
-                    },
-                    "readinessProbe": {"httpGet": {"path": "/healthz", "port": 8080}},
-                }
-            ],
+            "containers": [app_container()],
         },
     }
 
@@ -207,17 +204,7 @@ def pod_status(ready: bool, since: str, started: str, ip: str) -> dict[str, Any]
             "hostIP": "192.168.0.10",
             "podIP": ip,
             "startTime": started,
-            "containerStatuses": [
-                {
-                    "name": "app",
-                    "ready": ready,
-                    "started": True,
-                    "restartCount": 0,
-                    "image": "registry.local/bench/app:1.4.2",
-                    "imageID": "",
-                    "state": {"running": {"startedAt": started}},
-                }
-            ],
+            "containerStatuses": [app_container_status(ready, started)],
         }
     }
 

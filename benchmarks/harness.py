@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 import signal
 import time
+from typing import Any
 
 _CLK_TCK = os.sysconf("SC_CLK_TCK")
 
@@ -44,3 +45,33 @@ def exit_on_sigterm() -> None:
         raise SystemExit(128 + signum)
 
     signal.signal(signal.SIGTERM, terminated)
+
+
+BENCH_IMAGE = "registry.local/bench/app:1.4.2"
+
+
+def app_container() -> dict[str, Any]:
+    """The one container of every benchmark pod: sized like a real app's, so objects weigh what
+    they would in a cluster."""
+    return {
+        "name": "app",
+        "image": BENCH_IMAGE,
+        "ports": [{"containerPort": 8080, "protocol": "TCP"}],
+        "resources": {
+            "requests": {"cpu": "100m", "memory": "128Mi"},
+            "limits": {"cpu": "500m", "memory": "256Mi"},
+        },
+        "readinessProbe": {"httpGet": {"path": "/healthz", "port": 8080}},
+    }
+
+
+def app_container_status(ready: bool, started_at: str, restart_count: int = 0) -> dict[str, Any]:
+    return {
+        "name": "app",
+        "ready": ready,
+        "started": True,
+        "restartCount": restart_count,
+        "image": BENCH_IMAGE,
+        "imageID": "",
+        "state": {"running": {"startedAt": started_at}},
+    }

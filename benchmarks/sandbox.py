@@ -44,7 +44,15 @@ from urllib.parse import quote
 import aiohttp
 import orjson
 import yaml
-from harness import HarnessError, cpu_seconds, exit_on_sigterm, rfc3339, rss_mb
+from harness import (
+    HarnessError,
+    app_container,
+    app_container_status,
+    cpu_seconds,
+    exit_on_sigterm,
+    rfc3339,
+    rss_mb,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 CRD_FILE = REPO / "deploy" / "crds" / "podprotectors.yaml"
@@ -294,18 +302,7 @@ def app_label(i: int) -> str:
 
 def pod_body(name: str, app: str, node: str | None) -> dict[str, Any]:
     spec: dict[str, Any] = {
-        "containers": [
-            {
-                "name": "app",
-                "image": "registry.local/bench/app:1.4.2",
-                "ports": [{"containerPort": 8080, "protocol": "TCP"}],
-                "resources": {
-                    "requests": {"cpu": "100m", "memory": "128Mi"},
-                    "limits": {"cpu": "500m", "memory": "256Mi"},
-                },
-                "readinessProbe": {"httpGet": {"path": "/healthz", "port": 8080}},
-            }
-        ],
+        "containers": [app_container()],
         "serviceAccountName": "default",
     }
     if node is not None:
@@ -345,16 +342,8 @@ def pod_status_patch(seq: int, ready: bool) -> dict[str, Any]:
             ],
             "podIP": f"10.{(seq >> 16) & 255}.{(seq >> 8) & 255}.{seq & 255}",
             "containerStatuses": [
-                {
-                    "name": "app",
-                    "ready": ready,
-                    "started": True,
-                    # Unique per write, so that no patch is a no-op.
-                    "restartCount": seq,
-                    "image": "registry.local/bench/app:1.4.2",
-                    "imageID": "",
-                    "state": {"running": {"startedAt": now}},
-                }
+                # restartCount unique per write, so that no patch is a no-op.
+                app_container_status(ready, now, restart_count=seq)
             ],
         }
     }
