@@ -2,7 +2,7 @@
 
 Clients (client-go, the Python client, kubectl) parse these bodies to decide what happened, so
 field names, order and wording follow what a real kube-apiserver v1.24 writes (see the recorded
-transcripts in shared/reference/kube-apiserver-v1.24/).
+transcripts in tests/fixtures/kube-apiserver-v1.24/).
 """
 
 from __future__ import annotations

@@ -34,9 +34,7 @@ from .sandbox_test_plugins import AT_ANNOTATION, DENIED_REASON, SWITCH_NAME
 
 pytestmark = pytest.mark.integration
 
-RECORDINGS = REPO.parent / "shared" / "reference" / "kube-apiserver-v1.24"
-if not RECORDINGS.is_dir():
-    RECORDINGS = Path("/work/shared/reference/kube-apiserver-v1.24")
+RECORDINGS = REPO / "tests" / "fixtures" / "kube-apiserver-v1.24"
 
 T = TypeVar("T")
 NODES = ("sandbox-node-0", "sandbox-node-1")

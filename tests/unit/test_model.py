@@ -3,7 +3,6 @@ built ones, clear errors for bad input."""
 
 import copy
 import json
-import os
 from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -31,15 +30,7 @@ T1 = datetime(2026, 11, 21, 0, 0, 1, 500000, tzinfo=UTC)
 
 
 def _reference_dir() -> Path:
-    override = os.environ.get("PODSEIDON_REFERENCE_DIR")
-    if override:
-        return Path(override)
-    return (
-        Path(__file__).resolve().parents[2].parent
-        / "shared"
-        / "reference"
-        / ("kube-apiserver-v1.24")
-    )
+    return Path(__file__).resolve().parents[1] / "fixtures" / "kube-apiserver-v1.24"
 
 
 def _find_protectors(node, where):
@@ -71,8 +62,8 @@ VALID_RECORDED = [p for p in RECORDED if p.values[0]["spec"].get("minAvailable",
 
 
 def test_reference_recordings_found():
-    # The recordings sit in shared/ beside the repository (CI clones it that way); their
-    # absence must fail loudly, or every round-trip case below would silently vanish.
+    # The recordings are part of the repository; their absence must fail loudly, or every
+    # round-trip case below would silently vanish.
     assert _reference_dir().is_dir(), f"reference recordings not found at {_reference_dir()}"
     # Files 22, 24, 25, 26 and 27 hold PodProtector bodies; losing them would hide regressions.
     assert len(VALID_RECORDED) >= 8
