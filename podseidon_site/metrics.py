@@ -18,7 +18,7 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 
-# Every component beats this one gauge (DESIGN §6 `heartbeat`), labelled by component, so it is
+# Every component beats this one gauge (design.md §6 `heartbeat`), labelled by component, so it is
 # defined once here rather than by each component's observer.
 HEARTBEAT = Gauge(
     "heartbeat",

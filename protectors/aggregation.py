@@ -1,4 +1,4 @@
-"""Counting one cell's pods for one PodProtector (DESIGN §4 "Aggregation")."""
+"""Counting one cell's pods for one PodProtector (design.md §4 "Aggregation")."""
 
 from __future__ import annotations
 

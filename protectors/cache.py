@@ -11,7 +11,7 @@ it), so a page costs a slice, not a sort of every row (``benchmarks/console.py``
 Until the first list has completed, readers get ``CacheNotSynced`` (the API answers 503 with
 ``Retry-After``).
 
-Dangling protectors (the source workload vanished without being deleted, DESIGN §4 Generator)
+Dangling protectors (the source workload vanished without being deleted, design.md §4 Generator)
 are found from a second watch-based cache, ``WorkloadCache``: one Informer per workload kind the
 generator protects, keeping only each workload's name, so the overview compares two caches
 instead of making one GET per protector.
@@ -372,7 +372,7 @@ DANGLING_GRACE_SECONDS = 30.0
 
 @dataclass(frozen=True)
 class DanglingReport:
-    """Protectors whose source workload is gone (DESIGN §4 Generator), from the watch caches."""
+    """Protectors whose source workload is gone (design.md §4 Generator), from the watch caches."""
 
     keys: tuple[str, ...]  # namespace/name of each dangling protector, sorted
     unchecked: int  # generated from a kind the generator does not watch (so neither do we)

@@ -1,4 +1,4 @@
-"""Well-known names of the PodProtector API (DESIGN §3). They are the wire contract."""
+"""Well-known names of the PodProtector API (design.md §3). They are the wire contract."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Pod health as the aggregator and the webhook judge it (DESIGN §4 "Pod health").
+"""Pod health as the aggregator and the webhook judge it (design.md §4 "Pod health").
 
 scheduled = condition PodScheduled is True; running = phase Running; ready = condition Ready is
 True; available = not terminating, ready, and ready for at least minReadySeconds.
@@ -117,7 +117,7 @@ class PodHealth:
         if min_ready_seconds <= 0:
             return True
         at = self.available_at(min_ready_seconds)
-        # Inclusive: ready for exactly minReadySeconds is available (DESIGN: now - t >= min).
+        # Inclusive: ready for exactly minReadySeconds is available (design.md: now - t >= min).
         return at is not None and utc(now) >= at
 
     def contributions(self, min_ready_seconds: int, now: datetime) -> Contributions:

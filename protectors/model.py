@@ -1,4 +1,4 @@
-"""The PodProtector wire model (`podseidon.kubewharf.io/v1alpha1`, DESIGN §3).
+"""The PodProtector wire model (`podseidon.kubewharf.io/v1alpha1`, design.md §3).
 
 Every class is a frozen dataclass: algorithms build new objects with `dataclasses.replace`
 instead of editing one that a cache or another thread may be holding.

@@ -1,5 +1,5 @@
 """The disruption quota: which of a batch of concurrent pod deletions one PodProtector admits
-(DESIGN §4 "Disruption quota").
+(design.md §4 "Disruption quota").
 
 The webhook gathers the deletion requests that reach it for the same protector at about the
 same time, runs them through `admit_batch` against the protector it last read, and writes the

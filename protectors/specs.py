@@ -1,4 +1,4 @@
-"""What the generator derives from a workload: the protector's name and spec (DESIGN §4
+"""What the generator derives from a workload: the protector's name and spec (design.md §4
 "Generator").
 
 minAvailable = max(0, replicas - maxUnavailable). Percentages are resolved against replicas

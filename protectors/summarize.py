@@ -1,4 +1,4 @@
-"""Bucket compaction and the status summary (DESIGN §4 "Summarize" and "Compaction").
+"""Bucket compaction and the status summary (design.md §4 "Summarize" and "Compaction").
 
 Every writer of PodProtector status runs `summarize` just before writing, so the summary always
 describes the cells it is written with.

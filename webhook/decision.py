@@ -1,4 +1,4 @@
-"""The webhook's decision for one AdmissionReview (DESIGN §4 "Webhook decision").
+"""The webhook's decision for one AdmissionReview (design.md §4 "Webhook decision").
 
 Framework-free: the Django view parses the body, calls ``Decider.decide`` and writes the verdict.
 Everything that talks to the outside (the PodProtector cache, the cell's apiserver for evictions,

@@ -1,6 +1,6 @@
 """The webhook's one observer: every log line and metric of the component goes through here.
 
-Metric names follow DESIGN §6. Labels stay bounded: cell IDs come from the config, results and
+Metric names follow design.md §6. Labels stay bounded: cell IDs come from the config, results and
 codes from small enums; namespaces and users are added only when the operator opts in.
 """
 

@@ -88,7 +88,7 @@ return 1
 
 @dataclass(frozen=True)
 class Timings:
-    """Leader election timings in seconds (DESIGN §5: 15 / 10 / 2)."""
+    """Leader election timings in seconds (design.md §5: 15 / 10 / 2)."""
 
     lease_duration: float = 15.0
     renew_deadline: float = 10.0

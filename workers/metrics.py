@@ -1,4 +1,4 @@
-"""Metrics of the controller runtime (DESIGN §6), served on :9090 of every Celery worker.
+"""Metrics of the controller runtime (design.md §6), served on :9090 of every Celery worker.
 
 - ``heartbeat{component="worker"}``: Unix time of the worker runtime's last loop (every retry
   period), whether or not it leads anything;

@@ -43,7 +43,7 @@ CELLS = ("cell-a", "cell-b")
 RATE_MILLIS = 200
 HISTORY = {"aggregationRateMillis": RATE_MILLIS}
 LABELS = {"app": "web"}
-# DESIGN: a pod change shows in the status within aggregationRate + 1 s.
+# design.md: a pod change shows in the status within aggregationRate + 1 s.
 CONVERGENCE = RATE_MILLIS / 1000 + 1.0
 
 

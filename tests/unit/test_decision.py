@@ -1,4 +1,4 @@
-"""The webhook decision (DESIGN §4 "Webhook decision") with the outside world faked."""
+"""The webhook decision (design.md §4 "Webhook decision") with the outside world faked."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The generator's pure reconcile decision (DESIGN §4 "Generator"), as a table of cases."""
+"""The generator's pure reconcile decision (design.md §4 "Generator"), as a table of cases."""
 
 from __future__ import annotations
 

@@ -32,7 +32,7 @@ RUNBOOKS_FILE = MONITORING / "runbooks.yaml"
 PRODUCT_PACKAGES = ("audit", "podseidon_site", "protectors", "webhook", "workers")
 WEBHOOK_URLCONF = "podseidon_site.urls_webhook"
 
-# DESIGN §6: the names dashboards and alerts look for. Discovery finding fewer is a broken test.
+# design.md §6: the names dashboards and alerts look for. Discovery finding fewer is a broken test.
 DESIGN_METRICS = {
     "heartbeat",
     "leader_heartbeat",
@@ -184,7 +184,7 @@ def _backticked(cell: str) -> list[str]:
 
 def test_discovery_finds_every_metric_design_names(code_metrics: dict[str, CodeMetric]) -> None:
     missing = DESIGN_METRICS - set(code_metrics)
-    assert not missing, f"metrics named in DESIGN §6 not found in the code: {sorted(missing)}"
+    assert not missing, f"metrics named in design.md §6 not found in the code: {sorted(missing)}"
 
 
 def test_discovery_misses_no_registered_metric(code_metrics: dict[str, CodeMetric]) -> None:

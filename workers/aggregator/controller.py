@@ -1,5 +1,5 @@
 """The aggregator controller for one cell: informers, work queue, reconcile workers, update
-trigger (DESIGN §4 "Aggregator").
+trigger (design.md §4 "Aggregator").
 
 Flow:
 - pod event (cell) → the cell's sync time advances; when it moved, every protector in the

@@ -1,6 +1,6 @@
 """The aggregator's one observer: every log line and metric of the component goes through here.
 
-Metric names follow DESIGN §6. Labels stay bounded: ``cell`` comes from the config, ``error``
+Metric names follow design.md §6. Labels stay bounded: ``cell`` comes from the config, ``error``
 from the small set of reconcile outcomes below; no namespace or protector names.
 """
 

@@ -1,6 +1,6 @@
 """The next-event pool: protectors whose cell still holds admission buckets newer than the
 cell's sync time. Only a later pod event can move the sync time past them, so they wait here and
-are all re-enqueued when one arrives (DESIGN §4 "Aggregator")."""
+are all re-enqueued when one arrives (design.md §4 "Aggregator")."""
 
 from __future__ import annotations
 

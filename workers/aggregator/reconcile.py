@@ -1,4 +1,4 @@
-"""The aggregator's decision for one PodProtector in one cell, as pure functions (DESIGN §4
+"""The aggregator's decision for one PodProtector in one cell, as pure functions (design.md §4
 "Aggregator").
 
 Given the protector as cached, the cell's candidate pods, the cell's sync time and the current
@@ -6,7 +6,7 @@ time, ``reconcile_cell`` says which status to write (or that nothing changed), w
 again because a pod turns available, and whether the protector must wait in the next-event pool
 because some admitted deletion is newer than anything the cell's stream has shown.
 
-Decisions where DESIGN is silent:
+Decisions where design.md is silent:
 - A bucket expires when the moment it covers up to (``endTime`` of a compacted bucket,
   ``startTime`` of a single one) is strictly before the sync time; a bucket at exactly the sync
   time is kept (conservative: it may belong to an event not seen yet).
@@ -84,7 +84,7 @@ def jittered_delay(
     jitter: tuple[float, float],
     uniform: Callable[[float, float], float] = random.uniform,
 ) -> float:
-    """Seconds to wait before aggregating: ``rate`` * U[low, high] (DESIGN: U[0.5, 1.0])."""
+    """Seconds to wait before aggregating: ``rate`` * U[low, high] (design.md: U[0.5, 1.0])."""
     low, high = jitter
     return max(rate.total_seconds(), 0.0) * uniform(low, high)
 

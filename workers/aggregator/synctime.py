@@ -10,7 +10,7 @@ dropped. Two ways to date an event (``aggregator.sync_time_algorithm``):
   was requested, the update-trigger annotation and its conditions' lastProbeTime and
   lastTransitionTime.
 
-Decisions where DESIGN is silent: the deletion moment is ``deletionTimestamp -
+Decisions where design.md is silent: the deletion moment is ``deletionTimestamp -
 deletionGracePeriodSeconds`` (a graceful deletion dates deletionTimestamp into the future, which
 would otherwise let the sync time run ahead of the stream by the grace period);
 lastTransitionTime is used beside lastProbeTime because the kubelet rarely sets the latter and a

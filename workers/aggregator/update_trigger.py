@@ -1,5 +1,5 @@
 """The update trigger: a dummy pod in the cell whose annotation is bumped on a timer, so a quiet
-cell still produces pod events and its sync time keeps moving (DESIGN §4 "Aggregator").
+cell still produces pod events and its sync time keeps moving (design.md §4 "Aggregator").
 
 The pod is never scheduled: it names a scheduler nobody serves and a node selector no node
 carries. It carries the labels the aggregator's own pod selector requires, or the aggregator

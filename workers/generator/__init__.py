@@ -1,4 +1,4 @@
-"""The generator: turns protected workloads into PodProtectors in the core cluster (DESIGN §4).
+"""The generator: turns protected workloads into PodProtectors in the core cluster (design.md §4).
 
 Modules, one concept each:
 - ``plugins``: what the generator knows about one workload kind (Deployment, StatefulSet);

@@ -1,4 +1,4 @@
-"""The generator's reconcile decision for one workload, as a pure function (DESIGN §4).
+"""The generator's reconcile decision for one workload, as a pure function (design.md §4).
 
 Inputs: the workload as cached now (or None when it is gone), its last state seen before it
 went away (a tombstone, or None when it was never seen), the protector of the same name (or

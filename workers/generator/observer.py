@@ -1,6 +1,6 @@
 """The generator's one observer: every log line and metric of the component goes through here.
 
-Metric names follow DESIGN §6; labels stay bounded (``error`` true/false, the workload kind
+Metric names follow design.md §6; labels stay bounded (``error`` true/false, the workload kind
 from the config, the write action from a fixed set; never namespaces or names):
 - ``generator_reconcile`` (histogram, seconds, ``error``): one reconcile of one workload; a
   conflict counts as an error (the reconcile did not complete and is retried);

@@ -1,4 +1,4 @@
-"""The monitor: global gauges over every PodProtector of the core cluster (DESIGN §4 "Monitor").
+"""The monitor: global gauges over every PodProtector of the core cluster (design.md §4 "Monitor").
 
 - ``gauges``: the pure computation over raw PodProtector objects;
 - ``observer``: the component's logs and metrics;

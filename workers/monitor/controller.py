@@ -1,5 +1,5 @@
 """The monitor controller: a PodProtector informer on the core cluster and one debounced
-recompute of the global gauges after events (DESIGN §4 "Monitor")."""
+recompute of the global gauges after events (design.md §4 "Monitor")."""
 
 from __future__ import annotations
 

@@ -3,7 +3,7 @@
 Read straight from the raw objects (``spec.minAvailable`` and ``status.summary``) instead of
 parsing whole protectors: a malformed one still counts as a protector, with what can be read.
 
-"At risk" (DESIGN says "at or below their minimum") is a protector with ``minAvailable > 0``
+"At risk" (design.md says "at or below their minimum") is a protector with ``minAvailable > 0``
 whose estimated available count is ``<= minAvailable``: the webhook rejects every further
 deletion it guards. A protector not aggregated yet has no summary and counts 0 available, so a
 new protector with a minimum is at risk until an aggregator reports on it. A protector with

@@ -1,4 +1,4 @@
-"""The monitor's one observer: its gauges (DESIGN §4 "Monitor", §6) and logs.
+"""The monitor's one observer: its gauges (design.md §4 "Monitor", §6) and logs.
 
 Only the leader sets the gauges; a stopped monitor resets them to 0, so summing or taking the
 max across every worker's :9090 gives the leader's figures.
