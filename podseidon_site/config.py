@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import re
+import ssl
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -161,11 +162,41 @@ class AggregatorConfig(_Section):
 class TLSConfig(_Section):
     cert_file: StrictStr | None = Field(default=None, description="PEM certificate chain.")
     key_file: StrictStr | None = Field(default=None, description="PEM private key.")
+    client_ca_file: StrictStr | None = Field(
+        default=None,
+        description="PEM CA bundle: only callers presenting a client certificate it signed (the "
+        "kube-apiservers, through their admission kubeconfig) may post reviews; a certificate "
+        "it did not sign fails the TLS handshake. Unset: any caller that reaches the port may "
+        "post reviews and spend quota. Checked when the webhook starts.",
+    )
+    client_names: list[StrictStr] = Field(
+        default_factory=list,
+        description="With client_ca_file: the client certificate's subject CN or one of its DNS "
+        "names must be in this list (403 otherwise); empty: any certificate the CA signed.",
+    )
+    probes_without_client_cert: StrictBool = Field(
+        default=True,
+        description="With client_ca_file: /healthz and /readyz answer callers without a client "
+        "certificate (kubelet's HTTPS probes present none) while every other path answers 403; "
+        "false: the TLS handshake itself demands a certificate (ssl.CERT_REQUIRED), so probes "
+        "must be exec or tcpSocket.",
+    )
 
     @model_validator(mode="after")
     def _both_or_neither(self) -> TLSConfig:
         if (self.cert_file is None) != (self.key_file is None):
             raise ValueError("cert_file and key_file must be set together")
+        if self.client_ca_file is not None:
+            if not self.client_ca_file.strip():
+                raise ValueError("client_ca_file must name a file or be left out")
+            if self.cert_file is None:
+                raise ValueError("client_ca_file needs cert_file and key_file")
+        else:
+            # Options that only mean something with a client CA would silently do nothing.
+            if self.client_names:
+                raise ValueError("client_names needs client_ca_file")
+            if not self.probes_without_client_cert:
+                raise ValueError("probes_without_client_cert: false needs client_ca_file")
         return self
 
 
@@ -402,6 +433,27 @@ def parse_config(data: Any, source: str = "config") -> PodseidonConfig:
         return PodseidonConfig.model_validate(data)
     except ValidationError as error:
         raise ConfigError(_one_line(error, source)) from None
+
+
+def check_client_ca_file(config: PodseidonConfig, source: str = "config") -> None:
+    """The webhook's start-up check of ``webhook.tls.client_ca_file``: readable, and holding at
+    least one certificate. Not part of parse_config because every role loads the same file and
+    only the webhook's pods mount the CA."""
+    path = config.webhook.tls.client_ca_file
+    if path is None:
+        return
+    key = "webhook.tls.client_ca_file"
+    try:
+        text = Path(path).read_text(encoding="ascii", errors="replace")
+    except OSError as error:
+        reason = error.strerror or error
+        raise ConfigError(f"{source}: {key}: cannot read {path}: {reason}") from None
+    try:
+        ssl.create_default_context(ssl.Purpose.CLIENT_AUTH).load_verify_locations(cadata=text)
+    except (ssl.SSLError, ValueError):
+        raise ConfigError(
+            f"{source}: {key}: {path} holds no PEM CA certificate OpenSSL can load"
+        ) from None
 
 
 def load_config(path: str | os.PathLike[str] | None = None) -> PodseidonConfig:

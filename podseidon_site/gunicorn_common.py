@@ -5,12 +5,26 @@ import os
 import sys
 import tempfile
 
-from podseidon_site.config import ConfigError, PodseidonConfig, load_config
+from podseidon_site.config import (
+    CONFIG_ENV_VAR,
+    ConfigError,
+    PodseidonConfig,
+    check_client_ca_file,
+    load_config,
+)
 
 
 def load_or_exit() -> PodseidonConfig:
     try:
         return load_config()
+    except ConfigError as error:
+        sys.stderr.write(f"podseidon: invalid configuration: {error}\n")
+        raise SystemExit(2) from None
+
+
+def check_client_ca_or_exit(config: PodseidonConfig) -> None:
+    try:
+        check_client_ca_file(config, os.environ.get(CONFIG_ENV_VAR) or "config")
     except ConfigError as error:
         sys.stderr.write(f"podseidon: invalid configuration: {error}\n")
         raise SystemExit(2) from None

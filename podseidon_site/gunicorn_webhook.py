@@ -3,9 +3,15 @@
 HTTPS only (kube-apiserver refuses plain HTTP webhooks), on ``webhook.port`` (8843), with the
 certificate and key from the config. Threads matter: concurrent reviews for one PodProtector in
 one worker share a status write, which needs them to be in flight together.
+
+With ``webhook.tls.client_ca_file`` the handshake asks every caller for a client certificate and
+refuses one that CA did not sign. Callers without one get through the handshake only while
+``probes_without_client_cert`` is on, and then only to the probes: webhook/client_auth.py
+answers 403 everywhere else (kubelet's HTTPS probes cannot present a certificate).
 """
 
 import os
+import ssl
 import sys
 
 from podseidon_site import gunicorn_common as common
@@ -14,6 +20,7 @@ _config = common.load_or_exit()
 if not (_config.webhook.tls.cert_file and _config.webhook.tls.key_file):
     sys.stderr.write("podseidon: the webhook needs webhook.tls.cert_file and key_file\n")
     raise SystemExit(2)
+common.check_client_ca_or_exit(_config)
 
 os.environ["PODSEIDON_ROLE"] = "webhook"
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "podseidon_site.settings.production")
@@ -23,6 +30,11 @@ wsgi_app = "podseidon_site.wsgi:application"
 bind = os.environ.get("GUNICORN_BIND", f"0.0.0.0:{_config.webhook.port}").split(",")
 certfile = _config.webhook.tls.cert_file
 keyfile = _config.webhook.tls.key_file
+if _config.webhook.tls.client_ca_file:
+    ca_certs = _config.webhook.tls.client_ca_file
+    cert_reqs = (
+        ssl.CERT_OPTIONAL if _config.webhook.tls.probes_without_client_cert else ssl.CERT_REQUIRED
+    )
 workers = int(os.environ.get("GUNICORN_WORKERS", "3"))
 threads = int(os.environ.get("GUNICORN_THREADS", "16"))
 worker_class = "gthread"

@@ -3,11 +3,14 @@
     python -m sandbox --cluster core=0 --cluster cell-a=0 --state-dir var/sandbox [--persist]
         [--controllers all|none|gc,kubelet,replicaset,deployment,statefulset] [--nodes N]
         [--service-endpoint NAMESPACE/NAME[:PORT]=https://HOST:PORT ...]
+        [--admission-control-config-file FILE]
 
 For each cluster NAME this writes DIR/NAME.kubeconfig, DIR/NAME.token and, once listening,
 DIR/NAME.ready (holding the server URL). SIGTERM/SIGINT stop it cleanly with exit status 0.
 Every cluster calls its ValidatingWebhookConfigurations as kube-apiserver does
-(sandbox/webhooks.py); --service-endpoint says where a webhook's clientConfig.service is.
+(sandbox/webhooks.py); --service-endpoint says where a webhook's clientConfig.service is, and
+--admission-control-config-file which client certificate (or token) to present to which webhook,
+in kube-apiserver's own format (sandbox/admission_config.py).
 
 Sandbox-only test backdoor (never on a real apiserver): `DELETE <object path>?sandboxForce=true`
 drops the object from storage at once, as if etcd had lost it: no admission, finalizers
@@ -24,6 +27,7 @@ import signal
 import sys
 from pathlib import Path
 
+from sandbox.admission_config import AdmissionConfigError, load_admission_config
 from sandbox.controllers import ControllerOptions, parse_controllers, plugin_factory
 from sandbox.server import PluginFactory, SandboxServer
 from sandbox.webhooks import dispatcher_factory, parse_service_endpoint
@@ -153,6 +157,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "Services); unmapped Services fail like missing ones (repeatable)",
     )
     parser.add_argument(
+        "--admission-control-config-file",
+        type=Path,
+        metavar="FILE",
+        help="an AdmissionConfiguration as kube-apiserver takes it: the kubeconfig of its "
+        "ValidatingAdmissionWebhook plugin says which credentials to present to which webhook",
+    )
+    parser.add_argument(
         "--plugin",
         action="append",
         default=[],
@@ -171,6 +182,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     names = [n for n, _ in args.cluster]
     if len(set(names)) != len(names):
         parser.error("cluster names must be unique")
+    args.webhook_credentials = None
+    if args.admission_control_config_file is not None:
+        try:
+            args.webhook_credentials = load_admission_config(args.admission_control_config_file)
+        except AdmissionConfigError as exc:
+            parser.error(f"--admission-control-config-file: {exc}")
     return args
 
 
@@ -185,7 +202,7 @@ async def _serve(args: argparse.Namespace) -> None:
         write_log=args.write_log,
         # Controllers come last: admission plugins are in place before they write.
         plugin_factories=[
-            dispatcher_factory(dict(args.service_endpoint)),
+            dispatcher_factory(dict(args.service_endpoint), args.webhook_credentials),
             *(_load_factory(spec) for spec in args.plugin),
             plugin_factory(
                 ControllerOptions(

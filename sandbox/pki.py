@@ -1,7 +1,8 @@
 """Certificates for the sandbox API servers: one self-signed CA per state dir, one server cert.
 
 The CA is made on first start and kept, so kubeconfigs written earlier stay valid across
-restarts. The server certificate covers every loopback name a client may dial.
+restarts. The server certificate covers every loopback name a client may dial. Tests also make
+client certificates here (`issue_client_cert`), e.g. the one an apiserver presents to a webhook.
 """
 
 from __future__ import annotations
@@ -122,6 +123,43 @@ def issue_server_cert(
         .sign(ca_key, hashes.SHA256())
     )
     return cert, key
+
+
+def issue_client_cert(
+    ca_cert: x509.Certificate,
+    ca_key: ec.EllipticCurvePrivateKey,
+    common_name: str,
+    validity: datetime.timedelta = _VALIDITY,
+) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
+    """A TLS client certificate signed by the CA (extended key usage clientAuth only, which
+    OpenSSL servers check)."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(_name(common_name))
+        .issuer_name(ca_cert.subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + validity)
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False)
+        .add_extension(
+            x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()),
+            critical=False,
+        )
+        .sign(ca_key, hashes.SHA256())
+    )
+    return cert, key
+
+
+def save(
+    cert: x509.Certificate, key: ec.EllipticCurvePrivateKey, cert_path: Path, key_path: Path
+) -> None:
+    """Write a certificate and its key as PEM (the key readable by its owner only)."""
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    _write_key(key_path, key)
 
 
 def ensure_pki(state_dir: Path) -> ServerPki:

@@ -30,6 +30,11 @@ maps `NAMESPACE/NAME` (or `NAMESPACE/NAME:PORT`) to the address to dial instead,
 checks the certificate against `NAME.NAMESPACE.svc` like the apiserver. An unmapped Service
 fails like a Service that does not exist.
 
+With an admission configuration (`--admission-control-config-file`, sandbox/admission_config.py)
+each call presents the client certificate, token or basic credentials of the kubeconfig user
+matching the webhook's `host:port` (or `NAME.NAMESPACE.svc:PORT`), as kube-apiserver does; a
+user whose files cannot be read fails the call with `could not get REST client: ...`.
+
 Parsed configurations are cached and dropped on any store event touching them.
 """
 
@@ -43,6 +48,7 @@ import logging
 import os
 import socket
 import ssl
+import tempfile
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -54,6 +60,7 @@ import orjson
 
 from protectors.selectors import LabelSelector, SelectorError
 from sandbox import errors
+from sandbox.admission_config import CredentialError, CredentialResolver, Credentials
 from sandbox.cluster import NAMESPACE_KEY, AdmissionRequest, Cluster
 from sandbox.errors import ApiError
 from sandbox.resources import ResourceType
@@ -446,6 +453,8 @@ class Target:
     shown: str  # the URL as the apiserver names it in errors
     server_hostname: str | None  # TLS name to verify, when it is not the URL's host
     host_header: str | None
+    # `host:port` the admission kubeconfig's users are matched against.
+    auth_target: str = ""
 
 
 def _timeout_query(url: str, seconds: int) -> str:
@@ -479,12 +488,17 @@ def _go_ip_port(host: str, port: int) -> str:
 class WebhookDispatcher:
     """The cluster plugin calling validating webhooks (see the module docstring)."""
 
-    def __init__(self, service_endpoints: Mapping[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        service_endpoints: Mapping[str, str] | None = None,
+        credentials: CredentialResolver | None = None,
+    ) -> None:
         self.service_endpoints = dict(service_endpoints or {})
+        self.credentials = credentials or CredentialResolver.empty()
         self.cluster: Cluster | None = None
         self._webhooks: tuple[Webhook, ...] | None = None
         self._session: aiohttp.ClientSession | None = None
-        self._ssl_contexts: dict[tuple[str, str | None], ssl.SSLContext] = {}
+        self._ssl_contexts: dict[tuple[str, str | None, Credentials | None], ssl.SSLContext] = {}
         self._undo: list[Callable[[], None]] = []
 
     # -- plugin lifecycle ------------------------------------------------------------------
@@ -605,7 +619,10 @@ class WebhookDispatcher:
             parts = urlsplit(webhook.url)
             if not parts.path:
                 shown = _timeout_query(webhook.url + "/", webhook.timeout_seconds)
-            return Target(shown, shown, None, None)
+            host_port = parts.netloc.rpartition("@")[2]
+            if parts.port is None:
+                host_port = f"{host_port}:{DEFAULT_SERVICE_PORT}"
+            return Target(shown, shown, None, None, host_port)
         svc = webhook.service
         if svc is None:
             raise CallFailure(
@@ -623,12 +640,24 @@ class WebhookDispatcher:
                 f'failed to call webhook: Post "{shown}": service "{svc.name}" not found'
             )
         url = _timeout_query(_with_path(f"https://{address}", svc.path), webhook.timeout_seconds)
-        return Target(url, shown, svc.host, host_port)
+        return Target(url, shown, svc.host, host_port, host_port)
 
-    def _ssl_context(self, ca_bundle: str, tls_name: str | None) -> ssl.SSLContext:
-        """One context per CA bundle and TLS name: aiohttp pools connections by context, so
-        a connection verified for one name is never reused for another."""
-        key = (ca_bundle, tls_name)
+    def _credentials(self, target: Target) -> Credentials | None:
+        try:
+            return self.credentials.for_url(target.auth_target)
+        except CredentialError as exc:
+            raise CallFailure(f"could not get REST client: {exc}") from None
+
+    def _ssl_context(
+        self, ca_bundle: str, tls_name: str | None, credentials: Credentials | None = None
+    ) -> ssl.SSLContext:
+        """One context per CA bundle, TLS name and client certificate: aiohttp pools
+        connections by context, so a connection verified for one name, or authenticated as one
+        client, is never reused for another."""
+        client_pem = None
+        if credentials is not None and credentials.client_cert_pem is not None:
+            client_pem = credentials
+        key = (ca_bundle, tls_name, client_pem)
         ctx = self._ssl_contexts.get(key)
         if ctx is not None:
             return ctx
@@ -641,6 +670,8 @@ class WebhookDispatcher:
             except (binascii.Error, UnicodeDecodeError, ssl.SSLError, ValueError):
                 # Like client-go: a bundle without usable certificates trusts nothing.
                 ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        if client_pem is not None:
+            _load_client_certificate(ctx, client_pem)
         ctx.set_alpn_protocols(["http/1.1"])
         self._ssl_contexts[key] = ctx
         return ctx
@@ -651,8 +682,11 @@ class WebhookDispatcher:
         headers = {"Content-Type": "application/json", "Accept": "application/json, */*"}
         if target.host_header:
             headers["Host"] = target.host_header
+        credentials = self._credentials(target)
+        if credentials is not None and credentials.authorization:
+            headers["Authorization"] = credentials.authorization
         kwargs: dict[str, Any] = {
-            "ssl": self._ssl_context(webhook.ca_bundle, target.server_hostname)
+            "ssl": self._ssl_context(webhook.ca_bundle, target.server_hostname, credentials)
         }
         if target.server_hostname:
             kwargs["server_hostname"] = target.server_hostname
@@ -782,6 +816,23 @@ class WebhookDispatcher:
         return response
 
 
+def _load_client_certificate(ctx: ssl.SSLContext, credentials: Credentials) -> None:
+    """Put the client certificate into the context (ssl reads chains from files only)."""
+    assert credentials.client_cert_pem is not None and credentials.client_key_pem is not None
+    with tempfile.TemporaryDirectory(prefix="sandbox-client-cert-") as tmp:
+        cert, key = os.path.join(tmp, "tls.crt"), os.path.join(tmp, "tls.key")
+        for path, pem in ((cert, credentials.client_cert_pem), (key, credentials.client_key_pem)):
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "wb") as out:
+                out.write(pem)
+        try:
+            ctx.load_cert_chain(cert, key)
+        except ssl.SSLError as exc:
+            raise CallFailure(
+                f"could not get REST client: tls: user {credentials.user!r}: {exc.reason or exc}"
+            ) from None
+
+
 _GENERIC_MESSAGES = {
     400: "the server rejected our request for an unknown reason",
     401: "the server has asked for the client to provide credentials",
@@ -810,10 +861,12 @@ def _generic_server_response(code: int, server_message: str) -> str:
 
 def dispatcher_factory(
     service_endpoints: Mapping[str, str] | None = None,
+    credentials: CredentialResolver | None = None,
 ) -> Callable[[Cluster], list[WebhookDispatcher]]:
-    """A `SandboxServer` plugin factory giving every cluster its webhook dispatcher."""
+    """A `SandboxServer` plugin factory giving every cluster its webhook dispatcher; every
+    cluster presents the same `credentials` (one admission configuration per process)."""
     endpoints = dict(service_endpoints or {})
-    return lambda cluster: [WebhookDispatcher(endpoints)]
+    return lambda cluster: [WebhookDispatcher(endpoints, credentials)]
 
 
 __all__ = [

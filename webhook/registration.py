@@ -1,10 +1,12 @@
-"""The ValidatingWebhookConfiguration that registers the webhook with one worker cluster."""
+"""The ValidatingWebhookConfiguration that registers the webhook with one worker cluster, and
+the kubeconfig that makes that cluster's kube-apiserver present a client certificate to it."""
 
 from __future__ import annotations
 
 import base64
 import copy
 from typing import Any
+from urllib.parse import urlsplit
 
 from podseidon_site.config import PodseidonConfig
 from protectors.constants import WEBHOOK_CONFIG_NAME
@@ -89,6 +91,44 @@ def render_webhook_configuration(
                 "timeoutSeconds": webhook.timeout_seconds,
                 "objectSelector": object_selector(config),
                 "namespaceSelector": copy.deepcopy(webhook.namespace_selector),
+            }
+        ],
+    }
+
+
+def apiserver_user_name(config: PodseidonConfig, *, base_url: str | None = None) -> str:
+    """The ``users[].name`` kube-apiserver's admission kubeconfig needs for its calls to this
+    webhook: the URL's ``host[:port]`` as written, or ``NAME.NAMESPACE.svc`` (``:PORT`` unless
+    443) for a Service. kube-apiserver matches the called ``host:port`` exactly, then
+    ``*.``-prefixed suffixes, then (port 443 only) the same without the port, then ``*``."""
+    base_url = base_url or config.webhook.url
+    if base_url:
+        return urlsplit(base_url).netloc.rpartition("@")[2]
+    if config.webhook.service:
+        service = config.webhook.service
+        host = f"{service.get('name', '')}.{service.get('namespace', '')}.svc"
+        port = int(service.get("port") or 443)
+        return host if port == 443 else f"{host}:{port}"
+    raise ValueError("set webhook.url or webhook.service in the config, or pass --url")
+
+
+def render_admission_kubeconfig(
+    config: PodseidonConfig,
+    *,
+    client_cert: str,
+    client_key: str,
+    base_url: str | None = None,
+) -> dict[str, Any]:
+    """The kubeconfig named by ``kubeConfigFile`` in kube-apiserver's AdmissionConfiguration:
+    one user, matched to this webhook, presenting the certificate and key files at these paths
+    (paths on the apiserver's host, signed by ``webhook.tls.client_ca_file``)."""
+    return {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "users": [
+            {
+                "name": apiserver_user_name(config, base_url=base_url),
+                "user": {"client-certificate": client_cert, "client-key": client_key},
             }
         ],
     }

@@ -65,6 +65,10 @@ ROOT_URLCONF = (
     "podseidon_site.urls_webhook" if PODSEIDON_ROLE == "webhook" else "podseidon_site.urls"
 )
 WSGI_APPLICATION = "podseidon_site.wsgi.application"
+if PODSEIDON_ROLE == "webhook":
+    # First, so that nothing else runs for a caller that is not kube-apiserver; it removes
+    # itself when webhook.tls.client_ca_file is not set.
+    MIDDLEWARE.insert(0, "webhook.client_auth.ClientCertificateMiddleware")
 if PODSEIDON_ROLE == "web":
     # The admin's and the API docs' assets, served by the web tier itself: no collectstatic
     # step, no extra server, and the image's file system can stay read-only.

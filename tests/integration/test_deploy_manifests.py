@@ -18,7 +18,7 @@ from urllib.parse import urlsplit
 import pytest
 import yaml
 
-from podseidon_site.config import PodseidonConfig, load_config
+from podseidon_site.config import PodseidonConfig, load_config, parse_config
 from webhook.registration import SELF_LABEL_KEY, SELF_LABEL_VALUE
 
 from .conftest import REPO, Clusters, kubectl_path
@@ -472,6 +472,96 @@ def test_external_redis_replaces_the_bundled_one(tmp_path: Path) -> None:
         assert env_of(objects, container)["REDIS_URL"] == "secret:podseidon-redis/REDIS_URL"
     webhook = one(objects, "Deployment", "podseidon-webhook")
     assert "REDIS_URL" not in env_of(objects, webhook["spec"]["template"]["spec"]["containers"][0])
+
+
+# -- only kube-apiserver calls the webhook ----------------------------------------------------
+
+CLIENT_CA_FILE = "/etc/podseidon/client-ca/ca.crt"
+
+
+@pytest.mark.parametrize("overlay", ["single-cluster", "core-only"])
+def test_webhook_client_ca_component_mounts_the_ca_and_keeps_the_probes(
+    rendered: dict[str, Objects], overlay: str, tmp_path: Path
+) -> None:
+    """What deploy/components/webhook-client-ca tells the operator to do: add the component, set
+    webhook.tls.client_ca_file to the mounted file. The config must then validate, the webhook
+    alone must mount that Secret's ca.crt (and nothing else of it), and the HTTPS probes stay
+    valid because /healthz and /readyz answer without a client certificate by default."""
+    objects = render(variant(tmp_path, overlay, add=("webhook-client-ca",)))
+    (configmap,) = find(objects, "ConfigMap", "podseidon-config-")
+    data = yaml.safe_load(configmap["data"]["podseidon.yaml"])
+    data["webhook"]["tls"]["client_ca_file"] = CLIENT_CA_FILE
+    config = parse_config(data)
+    assert config.webhook.tls.probes_without_client_cert
+    for deployment, spec in pod_specs(objects):
+        volumes = {v["name"]: v for v in spec.get("volumes", [])}
+        for container in containers(spec):
+            mounts = {m["mountPath"]: m for m in container.get("volumeMounts", [])}
+            mount = mounts.get(str(Path(CLIENT_CA_FILE).parent))
+            if deployment["metadata"]["name"] != "podseidon-webhook":
+                assert mount is None, deployment["metadata"]["name"]
+                continue
+            assert mount is not None and mount["readOnly"]
+            assert volumes[mount["name"]]["secret"] == {
+                "secretName": "podseidon-webhook-client-ca",
+                "items": [{"key": "ca.crt", "path": Path(CLIENT_CA_FILE).name}],
+            }
+            for probe in ("readinessProbe", "livenessProbe"):
+                assert container[probe]["httpGet"]["path"] in ("/readyz", "/healthz")
+    # Everything else is the overlay as it was.
+    assert len(objects) == len(rendered[overlay])
+
+
+@pytest.mark.parametrize(("overlay", "cell"), [("single-cluster", "default"), ("core-only", "")])
+def test_apiserver_kubeconfig_names_the_registrations_host(
+    rendered: dict[str, Objects], overlay: str, cell: str, tmp_path: Path
+) -> None:
+    """`webhookconfig --apiserver-kubeconfig` names the user kube-apiserver picks for the
+    clientConfig the registration of this overlay's configuration holds."""
+    from sandbox.admission_config import CredentialResolver
+
+    config = config_of(rendered[overlay], tmp_path)
+    cell = cell or config.cell_ids[0]
+    registration = webhookconfig_command(tmp_path / "podseidon.yaml", cell, tmp_path)
+    client_config = registration["webhooks"][0]["clientConfig"]
+    if "service" in client_config:
+        service = client_config["service"]
+        target = f"{service['name']}.{service['namespace']}.svc:{service['port']}"
+    else:
+        parts = urlsplit(client_config["url"])
+        target = f"{parts.hostname}:{parts.port or 443}"
+    result = subprocess.run(
+        [
+            sys.executable,
+            "manage.py",
+            "webhookconfig",
+            "--cell",
+            cell,
+            "--apiserver-kubeconfig",
+            "--client-cert",
+            "/etc/kubernetes/pki/podseidon-webhook-client.crt",
+            "--client-key",
+            "/etc/kubernetes/pki/podseidon-webhook-client.key",
+        ],
+        cwd=REPO,
+        env={
+            **os.environ,
+            "PODSEIDON_CONFIG": str(tmp_path / "podseidon.yaml"),
+            "DJANGO_SETTINGS_MODULE": "podseidon_site.settings.development",
+        },
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    kubeconfig = tmp_path / "admission.kubeconfig"
+    kubeconfig.write_text(result.stdout)
+    (user,) = yaml.safe_load(result.stdout)["users"]
+    assert user["user"] == {
+        "client-certificate": "/etc/kubernetes/pki/podseidon-webhook-client.crt",
+        "client-key": "/etc/kubernetes/pki/podseidon-webhook-client.key",
+    }
+    assert CredentialResolver.from_kubeconfig(kubeconfig).user_for(target) == user["name"]
 
 
 # -- validation by kubectl --------------------------------------------------------------------

@@ -54,25 +54,41 @@ class Webhook:
     env: dict[str, str]
     process: subprocess.Popen[bytes]
     log: Path
+    # Presented on every request of this helper, for a webhook that demands one.
+    client_cert: tuple[Path, Path] | None = None
 
-    def ssl_context(self) -> ssl.SSLContext:
-        return ssl.create_default_context(cafile=str(self.ca_file))
+    def ssl_context(self, client_cert: tuple[Path, Path] | None = None) -> ssl.SSLContext:
+        """Trusts the webhook's CA; presents ``client_cert`` (certificate, key), by default
+        the helper's own."""
+        context = ssl.create_default_context(cafile=str(self.ca_file))
+        cert = client_cert or self.client_cert
+        if cert is not None:
+            context.load_cert_chain(str(cert[0]), str(cert[1]))
+        return context
 
-    def get(self, path: str) -> tuple[int, bytes]:
+    def get(self, path: str, context: ssl.SSLContext | None = None) -> tuple[int, bytes]:
         try:
             with urllib.request.urlopen(
-                self.url + path, context=self.ssl_context(), timeout=10
+                self.url + path, context=context or self.ssl_context(), timeout=10
             ) as response:
                 return response.status, response.read()
         except urllib.error.HTTPError as error:
             return error.code, error.read()
 
-    def post(self, path: str, body: bytes, content_type: str = "application/json"):
+    def post(
+        self,
+        path: str,
+        body: bytes,
+        content_type: str = "application/json",
+        context: ssl.SSLContext | None = None,
+    ):
         request = urllib.request.Request(
             self.url + path, data=body, method="POST", headers={"Content-Type": content_type}
         )
         try:
-            with urllib.request.urlopen(request, context=self.ssl_context(), timeout=15) as resp:
+            with urllib.request.urlopen(
+                request, context=context or self.ssl_context(), timeout=15
+            ) as resp:
                 return resp.status, resp.read()
         except urllib.error.HTTPError as error:
             return error.code, error.read()
@@ -92,11 +108,17 @@ def start_webhook(
     tls_dir: Path,
     webhook_options: dict[str, Any] | None = None,
     workers: int = 3,
+    port: int | None = None,
+    tls_options: dict[str, Any] | None = None,
+    client_cert: tuple[Path, Path] | None = None,
 ) -> Webhook:
+    """``port`` when the caller must know it beforehand; ``tls_options`` beside the server
+    certificate in ``webhook.tls``; ``client_cert`` for the helper's own requests (readiness
+    included) to a webhook that demands one."""
     from sandbox.pki import ensure_pki
 
     pki = ensure_pki(tls_dir)
-    port, metrics_port = free_port(), free_port()
+    port, metrics_port = port or free_port(), free_port()
     config = {
         "core": {"kubeconfig": str(kubeconfigs["core"])},
         "cells": [
@@ -104,7 +126,11 @@ def start_webhook(
         ],
         "webhook": {
             "port": port,
-            "tls": {"cert_file": str(pki.server_cert), "key_file": str(pki.server_key)},
+            "tls": {
+                "cert_file": str(pki.server_cert),
+                "key_file": str(pki.server_key),
+                **(tls_options or {}),
+            },
             "timeout_seconds": 5,
             **(webhook_options or {}),
         },
@@ -132,7 +158,9 @@ def start_webhook(
         stdout=log.open("ab"),
         stderr=subprocess.STDOUT,
     )
-    webhook = Webhook(f"https://127.0.0.1:{port}", pki.ca_cert, metrics_port, env, process, log)
+    webhook = Webhook(
+        f"https://127.0.0.1:{port}", pki.ca_cert, metrics_port, env, process, log, client_cert
+    )
     deadline = time.monotonic() + 40
     while True:
         if process.poll() is not None:

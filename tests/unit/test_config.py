@@ -6,7 +6,13 @@ from pathlib import Path
 
 import pytest
 
-from podseidon_site.config import ConfigError, PodseidonConfig, load_config, parse_config
+from podseidon_site.config import (
+    ConfigError,
+    PodseidonConfig,
+    check_client_ca_file,
+    load_config,
+    parse_config,
+)
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -110,6 +116,26 @@ BAD_CONFIGS = [
         "config: webhook.tls: cert_file and key_file must be set together",
     ),
     (
+        "client-ca-without-server-cert",
+        {"webhook": {"tls": {"client_ca_file": "ca.pem"}}},
+        "config: webhook.tls: client_ca_file needs cert_file and key_file",
+    ),
+    (
+        "client-ca-empty",
+        {"webhook": {"tls": {"cert_file": "a", "key_file": "b", "client_ca_file": " "}}},
+        "config: webhook.tls: client_ca_file must name a file or be left out",
+    ),
+    (
+        "client-names-without-ca",
+        {"webhook": {"tls": {"cert_file": "a", "key_file": "b", "client_names": ["x"]}}},
+        "config: webhook.tls: client_names needs client_ca_file",
+    ),
+    (
+        "strict-probes-without-ca",
+        {"webhook": {"tls": {"probes_without_client_cert": False}}},
+        "config: webhook.tls: probes_without_client_cert: false needs client_ca_file",
+    ),
+    (
         "lease-order",
         {"leader_election": {"renew_deadline_seconds": 20}},
         "config: leader_election: need retry_period_seconds < renew_deadline_seconds",
@@ -181,3 +207,38 @@ def test_configuration_doc_is_generated_from_the_schema() -> None:
 def test_at_most_one_impersonated_group() -> None:
     with pytest.raises(ConfigError, match=r"core.impersonate.groups: List should have at most 1"):
         parse_config({"core": {"impersonate": {"user": "u", "groups": ["a", "b"]}}})
+
+
+def _with_client_ca(path: Path) -> PodseidonConfig:
+    return parse_config(
+        {"webhook": {"tls": {"cert_file": "a", "key_file": "b", "client_ca_file": str(path)}}}
+    )
+
+
+def test_client_ca_file_is_checked_where_the_webhook_starts(tmp_path: Path) -> None:
+    """parse_config leaves the file alone (the console and workers load the same config without
+    the CA mounted); the webhook's start-up check reads it."""
+    from sandbox.pki import make_ca
+
+    missing = tmp_path / "missing.crt"
+    config = _with_client_ca(missing)
+    with pytest.raises(ConfigError) as caught:
+        check_client_ca_file(config, "podseidon.yaml")
+    assert str(caught.value) == (
+        f"podseidon.yaml: webhook.tls.client_ca_file: cannot read {missing}: "
+        "No such file or directory"
+    )
+    not_a_cert = tmp_path / "key.pem"
+    not_a_cert.write_text("-----BEGIN PRIVATE KEY-----\nMA==\n-----END PRIVATE KEY-----\n")
+    with pytest.raises(ConfigError) as caught:
+        check_client_ca_file(_with_client_ca(not_a_cert))
+    assert str(caught.value) == (
+        f"config: webhook.tls.client_ca_file: {not_a_cert} holds no PEM CA certificate OpenSSL "
+        "can load"
+    )
+    from cryptography.hazmat.primitives import serialization
+
+    good = tmp_path / "ca.crt"
+    good.write_bytes(make_ca("clients")[0].public_bytes(serialization.Encoding.PEM))
+    check_client_ca_file(_with_client_ca(good))
+    check_client_ca_file(PodseidonConfig())  # unset: nothing to check

@@ -1,4 +1,6 @@
-"""``manage.py webhookconfig --cell ID [--apply]``: render or apply the webhook registration."""
+"""``manage.py webhookconfig --cell ID [--apply]``: render or apply the webhook registration;
+``--apiserver-kubeconfig --client-cert FILE --client-key FILE``: render the kubeconfig that makes
+the cell's kube-apiserver present a client certificate to the webhook (docs/operations.md)."""
 
 from __future__ import annotations
 
@@ -9,9 +11,10 @@ import yaml
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
+from podseidon_site.config import PodseidonConfig
 from protectors.constants import WEBHOOK_CONFIG_NAME
 from protectors.kube.client import VALIDATING_WEBHOOKS, KubeClient, KubeError
-from webhook.registration import render_webhook_configuration
+from webhook.registration import render_admission_kubeconfig, render_webhook_configuration
 
 
 class Command(BaseCommand):
@@ -29,9 +32,46 @@ class Command(BaseCommand):
             help="PEM file of the CA that signed the webhook's certificate "
             "(default: webhook.tls.cert_file, fine for a self-signed certificate).",
         )
+        parser.add_argument(
+            "--apiserver-kubeconfig",
+            action="store_true",
+            help="Instead of the registration, print the kubeconfig for kube-apiserver's "
+            "AdmissionConfiguration (kubeConfigFile): a user named after this webhook's "
+            "host:port presenting --client-cert and --client-key.",
+        )
+        parser.add_argument(
+            "--client-cert",
+            help="With --apiserver-kubeconfig: path, on the apiserver's host, of the client "
+            "certificate signed by webhook.tls.client_ca_file.",
+        )
+        parser.add_argument(
+            "--client-key", help="With --apiserver-kubeconfig: path of its private key."
+        )
 
-    def handle(self, *args, cell: str, apply: bool, url: str | None, ca_bundle: str | None, **_):
+    def handle(
+        self,
+        *args,
+        cell: str,
+        apply: bool,
+        url: str | None,
+        ca_bundle: str | None,
+        apiserver_kubeconfig: bool = False,
+        client_cert: str | None = None,
+        client_key: str | None = None,
+        **_,
+    ):
         config = settings.PODSEIDON
+        if config.cell(cell) is None:
+            raise CommandError(f"unknown cell {cell!r}; configured cells: {config.cell_ids}")
+        if apiserver_kubeconfig:
+            self._apiserver_kubeconfig(config, apply, url, client_cert, client_key)
+            return
+        if config.webhook.tls.client_ca_file:
+            self.stderr.write(
+                "webhook.tls.client_ca_file is set: the webhook answers only callers presenting "
+                f"a certificate that CA signed; give {cell}'s kube-apiserver one "
+                "(webhookconfig --apiserver-kubeconfig, docs/operations.md)"
+            )
         ca_path = ca_bundle or config.webhook.tls.cert_file
         try:
             pem = Path(ca_path).read_bytes() if ca_path else None
@@ -62,3 +102,25 @@ class Command(BaseCommand):
         except KubeError as error:
             raise CommandError(f"cell {cell}: {error}") from None
         self.stdout.write(f"validatingwebhookconfiguration/{WEBHOOK_CONFIG_NAME} {verb} in {cell}")
+
+    def _apiserver_kubeconfig(
+        self,
+        config: PodseidonConfig,
+        apply: bool,
+        url: str | None,
+        client_cert: str | None,
+        client_key: str | None,
+    ) -> None:
+        if apply:
+            raise CommandError(
+                "--apiserver-kubeconfig only prints: the file belongs on the apiserver's host"
+            )
+        if not (client_cert and client_key):
+            raise CommandError("--apiserver-kubeconfig needs --client-cert and --client-key")
+        try:
+            obj = render_admission_kubeconfig(
+                config, client_cert=client_cert, client_key=client_key, base_url=url
+            )
+        except ValueError as error:
+            raise CommandError(str(error)) from None
+        yaml.safe_dump(obj, sys.stdout, sort_keys=False)
