@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 PIP := $(VENV)/bin/pip
 STAMP := $(VENV)/.requirements-installed
 
-.PHONY: demo demo-incident test lint format venv redis chromium clean
+.PHONY: demo demo-incident test lint format venv redis chromium promtool clean
 
 $(STAMP): requirements.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -23,6 +23,9 @@ redis:
 chromium:
 	bash scripts/ensure-chromium.sh
 
+promtool:
+	bash scripts/ensure-promtool.sh
+
 lint: venv
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
@@ -31,7 +34,7 @@ format: venv
 	$(VENV)/bin/ruff check --fix .
 	$(VENV)/bin/ruff format .
 
-test: venv redis chromium lint
+test: venv redis chromium promtool lint
 	$(VENV)/bin/pytest
 
 demo: venv redis

@@ -77,12 +77,18 @@ class PodHealth:
     def from_pod(cls, pod: Mapping[str, Any]) -> PodHealth:
         """Read health from a pod object (only metadata and status are looked at).
 
-        Raises ValueError naming the field when a timestamp is malformed.
+        Raises ValueError naming the field when a timestamp is malformed or a field read here
+        is not of the type Kubernetes gives it.
         """
-        metadata = pod.get("metadata") or {}
-        status = pod.get("status") or {}
+        metadata = _object(pod.get("metadata"), "metadata")
+        status = _object(pod.get("status"), "status")
+        listed = status.get("conditions") or []
+        if not isinstance(listed, list):
+            raise ValueError("pod status.conditions must be a list")
         conditions = {
-            c.get("type"): c for c in status.get("conditions") or () if isinstance(c, Mapping)
+            c["type"]: c
+            for c in listed
+            if isinstance(c, Mapping) and isinstance(c.get("type"), str)
         }
         ready_condition = conditions.get("Ready") or {}
         ready = _is_true(ready_condition)
@@ -109,7 +115,10 @@ class PodHealth:
         """
         if self.terminating or not self.ready or self.ready_since is None:
             return None
-        return self.ready_since + timedelta(seconds=max(min_ready_seconds, 0))
+        try:
+            return self.ready_since + timedelta(seconds=max(min_ready_seconds, 0))
+        except OverflowError:
+            return None  # ready since the last days of year 9999: never, as far as we care
 
     def is_available(self, min_ready_seconds: int, now: datetime) -> bool:
         if self.terminating or not self.ready:
@@ -135,6 +144,15 @@ class PodHealth:
     ) -> bool:
         """Whether the pod counts toward the protector's count at `criterion`."""
         return self.contributions(min_ready_seconds, now).at(criterion)
+
+
+def _object(value: Any, path: str) -> Mapping[str, Any]:
+    """A field that must be a JSON object; missing, null or otherwise empty reads as empty."""
+    if not value:
+        return {}
+    if not isinstance(value, Mapping):
+        raise ValueError(f"pod {path} must be a JSON object")
+    return value
 
 
 def _is_true(condition: Mapping[str, Any]) -> bool:

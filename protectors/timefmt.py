@@ -8,9 +8,14 @@ any RFC 3339 timestamp.
 from __future__ import annotations
 
 import re
+import reprlib
 from datetime import UTC, datetime, timedelta, timezone
 
 __all__ = ["format_micro_time", "format_time", "parse_time", "utc"]
+
+# Errors name the value, cut short: it may be a megabyte of whatever a client sent.
+_shown = reprlib.Repr()
+_shown.maxstring = _shown.maxother = 80
 
 _RFC3339 = re.compile(
     r"(?P<date>\d{4}-\d{2}-\d{2})[Tt]"
@@ -30,7 +35,9 @@ def parse_time(value: str) -> datetime:
         raise ValueError(f"expected an RFC 3339 timestamp string, got {type(value).__name__}")
     match = _RFC3339.fullmatch(value)
     if match is None:
-        raise ValueError(f"invalid RFC 3339 timestamp {value!r} (want e.g. 2026-11-21T18:21:31Z)")
+        raise ValueError(
+            f"invalid RFC 3339 timestamp {_shown.repr(value)} (want e.g. 2026-11-21T18:21:31Z)"
+        )
     fraction = (match["fraction"] or "").ljust(6, "0")[:6]
     offset = match["offset"]
     if offset in ("Z", "z"):
@@ -39,13 +46,18 @@ def parse_time(value: str) -> datetime:
         sign = 1 if offset[0] == "+" else -1
         hours, minutes = int(offset[1:3]), int(offset[4:6])
         if hours > 23 or minutes > 59:
-            raise ValueError(f"invalid RFC 3339 timestamp {value!r}: bad UTC offset")
+            raise ValueError(f"invalid RFC 3339 timestamp {_shown.repr(value)}: bad UTC offset")
         tz = timezone(sign * timedelta(hours=hours, minutes=minutes))
     try:
         parsed = datetime.fromisoformat(f"{match['date']}T{match['time']}.{fraction}")
+        return parsed.replace(tzinfo=tz).astimezone(UTC)
     except ValueError as exc:
-        raise ValueError(f"invalid RFC 3339 timestamp {value!r}: {exc}") from None
-    return parsed.replace(tzinfo=tz).astimezone(UTC)
+        raise ValueError(f"invalid RFC 3339 timestamp {_shown.repr(value)}: {exc}") from None
+    except OverflowError:
+        # 0001-01-01T00:00:00+01:00 is a valid RFC 3339 time before datetime.min in UTC.
+        raise ValueError(
+            f"invalid RFC 3339 timestamp {_shown.repr(value)}: out of range in UTC"
+        ) from None
 
 
 def utc(moment: datetime) -> datetime:

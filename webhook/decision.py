@@ -26,7 +26,13 @@ from protectors.kube.client import KubeError
 from protectors.model import PodProtector
 from protectors.quota import AdmissionResult, DeletionRequest, admit_batch, refresh_due
 from webhook.batching import BatchTimeout
-from webhook.review import MalformedReview, ReviewRequest, Verdict
+from webhook.review import (
+    MalformedReview,
+    PodMetadata,
+    ReviewRequest,
+    Verdict,
+    eviction_annotations,
+)
 
 # Keys as the webhook writes them; kube-apiserver files them under "<webhook name>/<key>", which
 # gives the podseidon.kubewharf.io/dry-run and .../reject-by-podprotector names of the audit log.
@@ -84,8 +90,7 @@ class Decider:
         else:
             if not review.name or not review.namespace:
                 raise MalformedReview("an eviction review needs request.name and namespace")
-            eviction = review.object or {}
-            criterion_source = (eviction.get("metadata") or {}).get("annotations") or {}
+            criterion_source = eviction_annotations(review.object or {})
             try:
                 pod = self.fetch_pod(cell_id, review.namespace, review.name)
             except KubeError as error:
@@ -93,8 +98,6 @@ class Decider:
                     return Verdict.reject(404, error.message)
                 raise WebhookUnavailable(f"cannot read the evicted pod: {error}") from None
 
-        metadata = pod.get("metadata") or {}
-        annotations = metadata.get("annotations") or {}
         try:
             health = PodHealth.from_pod(pod)
         except ValueError as error:
@@ -102,6 +105,11 @@ class Decider:
         # Already going, or contributing to nothing that a deletion could take away.
         if health.terminating or not health.ready:
             return Verdict.allow()
+        try:
+            metadata = PodMetadata.of(pod)
+        except MalformedReview as error:
+            raise MalformedReview(f"pod in review: {error}") from None
+        annotations = metadata.annotations
 
         dry_run = webhook.dry_run or webhook.force_delete_annotation in annotations
         if self.monotonic() - self.started_at < webhook.cold_start_delay_seconds:
@@ -111,13 +119,13 @@ class Decider:
 
         key = webhook.health_criterion_annotation
         criterion = HealthCriterion.parse(criterion_source.get(key) or annotations.get(key))
-        namespace = metadata.get("namespace") or review.namespace
-        pod_name = metadata.get("name") or review.name
+        namespace = metadata.namespace or review.namespace
+        pod_name = metadata.name or review.name
         record_name = self._requires_pod_name(cell_id)
         now = self.now()
 
         rejection: Verdict | None = None
-        for protector in self.protectors.matching(namespace, metadata.get("labels") or {}):
+        for protector in self.protectors.matching(namespace, metadata.labels):
             min_ready = protector.spec.min_ready_seconds
             if not health.is_available(min_ready, now):
                 # Ready, but not for minReadySeconds yet: it is not counted as available for
@@ -126,7 +134,7 @@ class Decider:
                 continue
             request = DeletionRequest(
                 cell_id=cell_id,
-                pod_uid=metadata.get("uid") or "",
+                pod_uid=metadata.uid,
                 contributions=health.contributions(min_ready, now),
                 criterion=criterion,
                 pod_name=pod_name if record_name else None,

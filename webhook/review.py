@@ -6,6 +6,7 @@ contract is testable with plain tables of recorded reviews.
 
 from __future__ import annotations
 
+import reprlib
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -69,6 +70,19 @@ def _string(container: dict[str, Any], key: str, where: str, *, required: bool =
     return value
 
 
+def _string_map(container: dict[str, Any], key: str, where: str) -> dict[str, str]:
+    """Labels or annotations: a JSON object of strings; missing or null is empty."""
+    value = container.get(key) or {}
+    if not isinstance(value, dict) or not all(isinstance(v, str) for v in value.values()):
+        raise MalformedReview(f"{where}.{key} must be a JSON object of strings")
+    return value
+
+
+# repr() cut short: a 400's message names what was wrong, it does not echo a huge body back.
+_shown = reprlib.Repr()
+_shown.maxstring = _shown.maxother = 80
+
+
 def parse_review(body: bytes) -> ReviewRequest:
     """Parse a request body; raise MalformedReview with a message fit for an HTTP 400."""
     if not body:
@@ -82,7 +96,7 @@ def parse_review(body: bytes) -> ReviewRequest:
     if kind != "AdmissionReview" or api_version != API_VERSION:
         raise MalformedReview(
             f"expected kind AdmissionReview, apiVersion {API_VERSION}; "
-            f"got kind {kind!r}, apiVersion {api_version!r}"
+            f"got kind {_shown.repr(kind)}, apiVersion {_shown.repr(api_version)}"
         )
     if review.get("request") is None:
         raise MalformedReview("AdmissionReview.request is missing")
@@ -96,6 +110,8 @@ def parse_review(body: bytes) -> ReviewRequest:
     if new_object is not None:
         _mapping(new_object, "request.object")
     groups = user.get("groups") or []
+    if not isinstance(groups, list):
+        raise MalformedReview("request.userInfo.groups must be a list")
     return ReviewRequest(
         uid=_string(request, "uid", "request", required=True),
         operation=_string(request, "operation", "request", required=True),
@@ -111,6 +127,35 @@ def parse_review(body: bytes) -> ReviewRequest:
         username=_string(user, "username", "request.userInfo"),
         user_groups=tuple(g for g in groups if isinstance(g, str)),
     )
+
+
+@dataclass(frozen=True)
+class PodMetadata:
+    """What the decision reads of a pod's metadata, each of the type Kubernetes gives it."""
+
+    name: str
+    namespace: str
+    uid: str
+    labels: dict[str, str]
+    annotations: dict[str, str]
+
+    @classmethod
+    def of(cls, pod: dict[str, Any]) -> PodMetadata:
+        """Raise MalformedReview naming the field that has the wrong type."""
+        metadata = _mapping(pod.get("metadata") or {}, "metadata")
+        return cls(
+            name=_string(metadata, "name", "metadata"),
+            namespace=_string(metadata, "namespace", "metadata"),
+            uid=_string(metadata, "uid", "metadata"),
+            labels=_string_map(metadata, "labels", "metadata"),
+            annotations=_string_map(metadata, "annotations", "metadata"),
+        )
+
+
+def eviction_annotations(eviction: dict[str, Any]) -> dict[str, str]:
+    """The annotations of the Eviction in an eviction review's request.object."""
+    metadata = _mapping(eviction.get("metadata") or {}, "request.object.metadata")
+    return _string_map(metadata, "annotations", "request.object.metadata")
 
 
 @dataclass(frozen=True)

@@ -59,7 +59,13 @@ def admission_review(request: HttpRequest, cell_id: str) -> HttpResponse:
     config = settings.PODSEIDON
     if config.cell(cell_id) is None:
         return _error(cell_id, 400, f"unknown cell {cell_id!r}; configured: {config.cell_ids}")
-    length = int(request.headers.get("Content-Length") or 0)
+    try:
+        # gunicorn refuses a malformed Content-Length itself; other servers may pass it on.
+        length = int(request.headers.get("Content-Length") or 0)
+    except ValueError:
+        length = -1
+    if length < 0:
+        return _error(cell_id, 400, "invalid Content-Length header")
     if length > MAX_BODY_BYTES:
         return _error(cell_id, 413, f"request body of {length} bytes exceeds {MAX_BODY_BYTES}")
     try:

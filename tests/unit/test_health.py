@@ -122,6 +122,29 @@ def test_malformed_transition_time_names_the_field():
         PodHealth.from_pod(pod(ready_since="not a time"))
 
 
+# (id, pod, the field the error names) — each crashed with a TypeError or AttributeError before
+# (found by tests/site/test_webhook_fuzz.py); a ValueError is what callers handle.
+WRONG_TYPES = [
+    ("metadata-string", {"metadata": "web-0"}, "pod metadata must be a JSON object"),
+    ("status-list", {"status": [{"phase": "Running"}]}, "pod status must be a JSON object"),
+    ("conditions-number", {"status": {"conditions": 3}}, "pod status.conditions must be a list"),
+]
+
+
+@pytest.mark.parametrize(
+    ("pod_obj", "message"), [c[1:] for c in WRONG_TYPES], ids=[c[0] for c in WRONG_TYPES]
+)
+def test_wrong_types_are_value_errors(pod_obj, message):
+    with pytest.raises(ValueError, match=message):
+        PodHealth.from_pod(pod_obj)
+
+
+def test_a_condition_with_an_unhashable_type_is_ignored():
+    odd = pod()
+    odd["status"]["conditions"].append({"type": ["Ready"], "status": "False"})
+    assert PodHealth.from_pod(odd) == PodHealth.from_pod(pod())
+
+
 READY_60S = PodHealth(scheduled=True, running=True, ready=True, ready_since=READY_AT_DT)
 
 # (id, health, minReadySeconds, expected availability at NOW)
@@ -155,6 +178,13 @@ AVAILABLE_AT_CASES = [
     ("not-ready", PodHealth(running=True), 10, None),
     ("terminating", PodHealth(ready=True, ready_since=READY_AT_DT, terminating=True), 10, None),
     ("unknown-since", PodHealth(ready=True), 10, None),
+    # Found by the webhook fuzz: ready since the last second datetime can hold.
+    (
+        "beyond-year-9999",
+        PodHealth(ready=True, ready_since=datetime(9999, 12, 31, 23, 59, 59, tzinfo=UTC)),
+        5,
+        None,
+    ),
 ]
 
 

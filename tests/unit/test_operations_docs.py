@@ -4,8 +4,9 @@ The metrics come from the code itself: every product module that imports prometh
 imported and its metric objects read, so a metric added, renamed or relabelled without the docs
 (or an alert built on a name the code never exports) fails here. Paths the runbook tells people
 to call are resolved with Django's own URL resolver, and every alert's runbook link must land on
-a heading of operations.md. promtool is not assumed: PromQL is checked for balance and for the
-metric names it reads, which is where alert rules drift.
+a heading of operations.md. PromQL is checked here for balance and for the metric names it
+reads, which is where alert rules drift; test_promtool.py has promtool parse the rules and run
+their unit tests.
 """
 
 from __future__ import annotations
