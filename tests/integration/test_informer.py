@@ -153,7 +153,7 @@ def test_quiet_watch_ends_at_the_read_timeout_and_resumes(kube: KubeClient, cell
 def test_relists_after_410_gone_and_reports_what_it_missed(
     clusters, kube: KubeClient, cell_namespace
 ) -> None:
-    clusters.require_sandbox()  # needs the sandbox's small, known history window
+    clusters.require_sandbox("the sandbox's small, known watch history window (300 events)")
     namespace, core = cell_namespace
     core.create_namespaced_pod(namespace, _pod("doomed", {"app": "x"}))
     informer = Informer(kube, PODS, namespace=namespace)
@@ -183,7 +183,7 @@ def test_relists_after_410_gone_and_reports_what_it_missed(
 
 
 def test_unreachable_server_backs_off_and_recovers(tmp_path, clusters) -> None:
-    clusters.require_sandbox()
+    clusters.require_sandbox("a kubeconfig whose server is https://127.0.0.1:PORT, to redirect")
     kubeconfig = clusters.kubeconfigs["cell-a"].read_text()
     # Point at a port nobody listens on: the informer must keep retrying, never sync, not crash.
     broken = tmp_path / "broken.kubeconfig"
