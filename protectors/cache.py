@@ -472,7 +472,7 @@ def protector_cache(*, wait: float | None = None) -> ProtectorCache:
         if _cache is None or _cache_config is not config:
             if _cache is not None:
                 _cache.informer.stop(timeout=1)
-            # The watch holds its connection open: the client's timeout is the watch's own.
+            # 30 s bounds the list; the watch has its own timeouts (protectors/kube/client.py).
             informer = Informer(
                 client_for(CORE, timeout=30),
                 PODPROTECTORS,

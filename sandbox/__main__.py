@@ -30,6 +30,7 @@ from pathlib import Path
 from sandbox.admission_config import AdmissionConfigError, load_admission_config
 from sandbox.controllers import ControllerOptions, parse_controllers, plugin_factory
 from sandbox.server import PluginFactory, SandboxServer
+from sandbox.watch_timing import BOOKMARK_INTERVAL, MIN_REQUEST_TIMEOUT, WatchTiming
 from sandbox.webhooks import dispatcher_factory, parse_service_endpoint
 
 
@@ -99,8 +100,19 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--bookmark-interval",
         type=float,
-        default=5.0,
-        help="seconds between BOOKMARK events on watches that allow them",
+        default=BOOKMARK_INTERVAL,
+        metavar="S",
+        help="seconds between BOOKMARK events on watches that allow them; one also comes 2 s "
+        "before a watch's deadline, as from kube-apiserver's watch cache; 0 sends none "
+        f"(default {BOOKMARK_INTERVAL:g})",
+    )
+    parser.add_argument(
+        "--min-request-timeout",
+        type=float,
+        default=MIN_REQUEST_TIMEOUT,
+        metavar="S",
+        help="a watch without timeoutSeconds ends after a random time in [S, 2S), as with "
+        f"kube-apiserver's flag of that name; 0: never (default {MIN_REQUEST_TIMEOUT:g})",
     )
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on")
     controllers = parser.add_argument_group("built-in controllers")
@@ -197,7 +209,7 @@ async def _serve(args: argparse.Namespace) -> None:
         clusters=dict(args.cluster),
         persist=args.persist,
         history_window=args.history_window,
-        bookmark_interval=args.bookmark_interval,
+        watch_timing=WatchTiming(args.bookmark_interval, args.min_request_timeout),
         host=args.host,
         write_log=args.write_log,
         # Controllers come last: admission plugins are in place before they write.

@@ -21,6 +21,7 @@ from sandbox.errors import ApiError
 from sandbox.patch import APPLY_PATCH, JSON_PATCH, MERGE_PATCH, STRATEGIC_PATCH
 from sandbox.resources import ResourceType
 from sandbox.store import StoreEvent, Watcher
+from sandbox.watch_timing import WatchTiming
 
 log = logging.getLogger(__name__)
 
@@ -105,9 +106,9 @@ def parse_route(cluster: Cluster, path: str) -> Route | None:
 class Handlers:
     """Request handling for one cluster."""
 
-    def __init__(self, cluster: Cluster, bookmark_interval: float = 5.0) -> None:
+    def __init__(self, cluster: Cluster, timing: WatchTiming | None = None) -> None:
         self.cluster = cluster
-        self.bookmark_interval = bookmark_interval
+        self.timing = timing or WatchTiming()
 
     # -- discovery ---------------------------------------------------------------------------
 
@@ -404,17 +405,13 @@ class Handlers:
         server_watchers: set[Watcher] = request.app["watchers"]
         server_watchers.add(watcher)
         loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout if timeout else None
-        next_bookmark = loop.time() + self.bookmark_interval
+        deadline = self.timing.deadline(loop.time(), timeout)
+        next_bookmark = self.timing.next_bookmark(loop.time(), deadline) if bookmarks else None
         first_table = True
         try:
             while True:
                 now = loop.time()
-                waits = []
-                if deadline is not None:
-                    waits.append(deadline - now)
-                if bookmarks:
-                    waits.append(next_bookmark - now)
+                waits = [t - now for t in (deadline, next_bookmark) if t is not None]
                 wait = max(0.0, min(waits)) if waits else None
                 item = await watcher.next(wait)
                 if item is None:
@@ -423,9 +420,9 @@ class Handlers:
                     now = loop.time()
                     if deadline is not None and now >= deadline:
                         break
-                    if bookmarks and now >= next_bookmark and not watcher.items:
+                    if next_bookmark is not None and now >= next_bookmark and not watcher.items:
                         await response.write(self._bookmark(rt, route.version))
-                        next_bookmark = now + self.bookmark_interval
+                        next_bookmark = self.timing.next_bookmark(now, deadline)
                     continue
                 kind, event = item
                 assert isinstance(event, StoreEvent)

@@ -23,6 +23,7 @@ from sandbox.handlers import Handlers, error_response, parse_route, respond
 from sandbox.kubeconfig import write_kubeconfig
 from sandbox.pki import ServerPki, ensure_pki
 from sandbox.store import SqlitePersistence, Watcher
+from sandbox.watch_timing import WatchTiming
 
 log = logging.getLogger(__name__)
 
@@ -33,12 +34,13 @@ _PUBLIC_PATHS = frozenset({"/healthz", "/livez", "/readyz", "/version"})
 def build_app(
     cluster: Cluster,
     token: str,
-    bookmark_interval: float = 5.0,
+    timing: WatchTiming | None = None,
     write_log: IO[str] | None = None,
 ) -> web.Application:
-    """The HTTP face of `cluster`, guarded by a bearer `token`; successful writes are appended
-    to `write_log` as JSON lines when given."""
-    handlers = Handlers(cluster, bookmark_interval)
+    """The HTTP face of `cluster`, guarded by a bearer `token`; watches end and get bookmarks
+    as `timing` says (kube-apiserver's defaults); successful writes are appended to `write_log`
+    as JSON lines when given."""
+    handlers = Handlers(cluster, timing)
     expected = f"Bearer {token}".encode()
 
     @web.middleware
@@ -164,7 +166,7 @@ class SandboxServer:
     clusters: dict[str, int]
     persist: bool = False
     history_window: int = 10000
-    bookmark_interval: float = 5.0
+    watch_timing: WatchTiming = field(default_factory=WatchTiming)
     host: str = "127.0.0.1"
     plugin_factories: list[PluginFactory] = field(default_factory=list)
     # Append one JSON line per successful write here (tests of writers, e.g. fencing).
@@ -194,7 +196,7 @@ class SandboxServer:
             )
             cluster = Cluster(name, history_window=self.history_window, persistence=persistence)
             token = self._token(name)
-            app = build_app(cluster, token, self.bookmark_interval, self._write_log_file)
+            app = build_app(cluster, token, self.watch_timing, self._write_log_file)
             runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=2.0)
             await runner.setup()
             site = web.TCPSite(runner, self.host, port, ssl_context=ssl_context)

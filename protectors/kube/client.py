@@ -9,6 +9,9 @@ webhook's hot path and drop fields the model does not know).
 
 from __future__ import annotations
 
+import contextlib
+import random
+import socket
 import threading
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
@@ -20,6 +23,7 @@ from kubernetes import client as k8s_client
 from kubernetes import config as k8s_config
 from kubernetes.client.exceptions import ApiException
 from urllib3.exceptions import HTTPError as Urllib3HTTPError
+from urllib3.exceptions import ReadTimeoutError as Urllib3ReadTimeoutError
 
 from podseidon_site.config import ClusterAccess
 
@@ -59,6 +63,9 @@ VALIDATING_WEBHOOKS = Resource(
 )
 
 
+WATCH_TIMEOUT_REASON = "WatchTimeout"
+
+
 class KubeError(Exception):
     """A request that did not succeed: an API Status, or no answer at all (``status`` 0)."""
 
@@ -80,6 +87,11 @@ class KubeError(Exception):
     @property
     def is_gone(self) -> bool:
         return self.status == 410
+
+    @property
+    def is_watch_timeout(self) -> bool:
+        """A watch ended because nothing arrived within its read timeout."""
+        return self.status == 0 and self.reason == WATCH_TIMEOUT_REASON
 
     @classmethod
     def from_api_exception(cls, error: ApiException) -> KubeError:
@@ -116,6 +128,23 @@ def api_client_for(access: ClusterAccess) -> k8s_client.ApiClient:
         for group in access.impersonate.groups:
             api_client.set_default_header("Impersonate-Group", group)
     return api_client
+
+
+# kube-apiserver (v1.24) sends a watch that allows bookmarks one about every minute, and one 2 s
+# before the watch's deadline. Nothing for 2.5 bookmark intervals means the peer is gone, or the
+# server sends this watch no bookmarks (its watch cache sends none for a resource that has not
+# changed since it started); either way the watch ends and the informer opens a new one, which
+# tells the two apart. It must stay well above the bookmark interval: a quiet but healthy watch
+# is not dead.
+WATCH_READ_TIMEOUT = 150.0
+WATCH_CONNECT_TIMEOUT = 10.0
+# As client-go's reflector: every watch asks for timeoutSeconds in [5 min, 10 min), randomised
+# so that a fleet of watchers does not reconnect in lockstep; the caller resumes afterwards.
+MIN_WATCH_TIMEOUT = 300
+
+
+def random_watch_timeout() -> int:
+    return int(MIN_WATCH_TIMEOUT * (1 + random.random()))
 
 
 class KubeClient:
@@ -275,10 +304,18 @@ class KubeClient:
         *,
         resource_version: str | None = None,
         label_selector: str | None = None,
-        timeout_seconds: int = 300,
+        timeout_seconds: int | None = None,
         bookmarks: bool = True,
+        read_timeout: float = WATCH_READ_TIMEOUT,
     ) -> WatchStream:
-        """Open a watch; iterate the result for events, ``close()`` it to stop from any thread."""
+        """Open a watch; iterate the result for events, ``close()`` it to stop from any thread.
+
+        The server ends the watch after ``timeout_seconds`` (by default a random time in
+        [MIN_WATCH_TIMEOUT, 2 * MIN_WATCH_TIMEOUT)); ``read_timeout`` ends it early when
+        nothing at all (no event, no bookmark) has arrived for that long.
+        """
+        if timeout_seconds is None:
+            timeout_seconds = random_watch_timeout()
         query = {
             "watch": "true",
             "resourceVersion": resource_version,
@@ -295,26 +332,41 @@ class KubeClient:
                 header_params={"Accept": "application/json"},
                 auth_settings=["BearerToken"],
                 _preload_content=False,
-                # The read timeout bounds a silent connection (no event, no bookmark).
-                _request_timeout=(10, timeout_seconds + 30),
+                _request_timeout=(WATCH_CONNECT_TIMEOUT, read_timeout),
                 _return_http_data_only=True,
             )
         except ApiException as error:
             raise KubeError.from_api_exception(error) from None
         except (Urllib3HTTPError, OSError) as error:
             raise KubeError(0, "Unreachable", f"watch {resource.plural}: {error}") from None
-        return WatchStream(response, resource.plural)
+        return WatchStream(response, resource.plural, read_timeout)
 
 
 class WatchStream:
-    """Newline-delimited watch events from one open response."""
+    """Newline-delimited watch events from one open response.
 
-    def __init__(self, response: Any, what: str) -> None:
+    ``close()`` may come from any thread while another is blocked reading: it shuts the
+    connection's socket down, which wakes the reader at once. Closing the response there
+    instead would wait for the lock of the buffered socket reader that the blocked reader
+    holds, i.e. until the next byte arrives, which on a quiet watch may be minutes away. The
+    reading thread then closes the response itself.
+    """
+
+    def __init__(self, response: Any, what: str, read_timeout: float = WATCH_READ_TIMEOUT) -> None:
         self._response = response
         self._what = what
+        self._read_timeout = read_timeout
+        self._state = threading.Lock()
         self._closed = False
+        self._reading = False
+        self._released = False
 
     def __iter__(self) -> Iterator[dict]:
+        with self._state:
+            if self._closed:
+                self._release()
+                return
+            self._reading = True
         buffer = b""
         try:
             for chunk in self._response.stream(amt=65536, decode_content=True):
@@ -325,21 +377,60 @@ class WatchStream:
                         yield orjson.loads(line)
             if buffer.strip():
                 yield orjson.loads(buffer)
+        except Urllib3ReadTimeoutError:
+            if not self._closed:
+                raise KubeError(
+                    0,
+                    WATCH_TIMEOUT_REASON,
+                    f"watch {self._what}: nothing received for {self._read_timeout:g} s",
+                ) from None
         except (Urllib3HTTPError, OSError, ValueError) as error:
             if not self._closed:
                 raise KubeError(0, "Unreachable", f"watch {self._what}: {error}") from None
         finally:
-            self.close()
+            with self._state:
+                self._closed = True
+                self._reading = False
+            self._release()
 
     def close(self) -> None:
-        if self._closed:
+        """Stop the stream; never blocks, whatever another thread is doing with it."""
+        with self._state:
+            if self._closed:
+                return
+            self._closed = True
+            reading = self._reading
+        if reading:
+            _shutdown_socket(self._response)
+        else:
+            self._release()
+
+    def _release(self) -> None:
+        if self._released:
             return
-        self._closed = True
+        self._released = True
         try:
             self._response.close()
             self._response.release_conn()
         except Exception:  # closing a half-dead socket may raise anything; it is gone either way
             pass
+
+
+def _shutdown_socket(response: Any) -> None:
+    """Shut the response's connection down in both directions, without taking any lock.
+
+    The plain socket call, not ssl.SSLSocket.shutdown: that one also drops the TLS object
+    under the feet of the thread reading through it.
+    """
+    connection = getattr(response, "connection", None)
+    sock = getattr(connection, "sock", None)
+    if isinstance(sock, socket.socket):
+        with contextlib.suppress(OSError):
+            socket.socket.shutdown(sock, socket.SHUT_RDWR)
+        return
+    # A connection this client does not know how to reach (another urllib3): let urllib3 do it.
+    with contextlib.suppress(Exception):
+        response.shutdown()
 
 
 def _query_value(value: Any) -> str:

@@ -5,7 +5,12 @@ every controller's caches are Informers. Semantics follow client-go's reflector:
 - resume each new watch from the last resourceVersion seen (events or bookmarks);
 - on 410 Gone (as an ERROR event or a failed watch request) relist and diff against the cache, so
   handlers see the deletions that happened while we were away;
-- on any other failure back off exponentially with jitter, then resume.
+- on any other failure back off exponentially with jitter, then resume;
+- ask each watch for a randomised timeoutSeconds and resume when the server ends it; a watch
+  that receives nothing (no event, no bookmark) within the client's read timeout is ended and
+  resumed the same way, so a dead peer is noticed;
+- ``stop`` is prompt however quiet the watch: it shuts the watch's socket down under the
+  reading thread (protectors/kube/client.py WatchStream).
 Handlers run on the informer's own thread after the cache has been updated; they must be quick
 (enqueue work, do not call the API).
 """
@@ -20,9 +25,17 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from protectors.kube.client import KubeClient, KubeError, Resource, WatchStream
+from protectors.kube.client import (
+    WATCH_READ_TIMEOUT,
+    KubeClient,
+    KubeError,
+    Resource,
+    WatchStream,
+)
 
 logger = logging.getLogger(__name__)
+# A watch that ends sooner than this without an event counts as a failure (with backoff).
+_SHORT_WATCH = 1.0
 
 IndexFunc = Callable[[dict], Iterable[str]]
 
@@ -125,7 +138,8 @@ class Informer:
         label_selector: str | None = None,
         transform: Callable[[dict], dict] | None = None,
         observer: InformerObserver | None = None,
-        watch_timeout_seconds: int = 300,
+        watch_timeout_seconds: int | None = None,
+        watch_read_timeout: float = WATCH_READ_TIMEOUT,
         backoff: Backoff | None = None,
     ) -> None:
         self.client = client
@@ -135,7 +149,9 @@ class Informer:
         self.label_selector = label_selector or None
         self._transform = transform
         self._observer: InformerObserver = observer or LoggingInformerObserver()
+        # None: a random timeoutSeconds per watch, as client-go's reflector asks.
         self._watch_timeout = watch_timeout_seconds
+        self._watch_read_timeout = watch_read_timeout
         self._backoff = backoff or Backoff()
 
         self._lock = threading.RLock()
@@ -146,6 +162,8 @@ class Informer:
         self._synced = threading.Event()
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
+        # Guards handing the open stream between the watch thread and ``stop``.
+        self._stream_lock = threading.Lock()
         self._stream: WatchStream | None = None
         self.resource_version: str | None = None
         self.last_event_at: float | None = None
@@ -186,12 +204,28 @@ class Informer:
         return self._thread
 
     def stop(self, timeout: float | None = 5) -> None:
+        """Stop the thread; returns once it has ended or after ``timeout`` seconds.
+
+        An open watch ends at once, whatever arrives on it. A list in flight runs to its end
+        (at most the client's request timeout) before the thread notices.
+        """
         self._stopping.set()
-        stream = self._stream
+        with self._stream_lock:
+            stream = self._stream
         if stream is not None:
-            stream.close()
+            stream.close()  # never blocks: it shuts the socket down under the reader
         if self._thread is not None and self._thread is not threading.current_thread():
             self._thread.join(timeout)
+
+    @property
+    def running(self) -> bool:
+        """The list+watch thread is alive."""
+        return self._thread is not None and self._thread.is_alive()
+
+    @property
+    def watching(self) -> bool:
+        """A watch is open (its thread reads the stream or waits on it)."""
+        return self._stream is not None
 
     @property
     def has_synced(self) -> bool:
@@ -210,6 +244,11 @@ class Informer:
             except KubeError as error:
                 if self._stopping.is_set():
                     break
+                if error.is_watch_timeout:
+                    # Quiet past the read timeout: the next watch finds out if the server is
+                    # there (if not, that attempt fails and backs off).
+                    logger.info("informer %s: %s; watching again", self.name, error.message)
+                    continue
                 if error.is_gone:
                     self._observer.relist_needed(self.name, error.message)
                     self.resource_version = None
@@ -293,21 +332,36 @@ class Informer:
         self._synced.set()
 
     def _watch_once(self) -> None:
-        self._stream = self.client.watch(
+        opened = time.monotonic()
+        stream = self.client.watch(
             self.resource,
             self.namespace,
             resource_version=self.resource_version,
             label_selector=self.label_selector,
             timeout_seconds=self._watch_timeout,
+            read_timeout=self._watch_read_timeout,
         )
+        with self._stream_lock:
+            # ``stop`` either sees this stream and closes it, or has already set the flag.
+            if self._stopping.is_set():
+                stream.close()
+                return
+            self._stream = stream
+        received = 0
         try:
-            for event in self._stream:
+            for event in stream:
                 if self._stopping.is_set():
                     return
+                received += 1
                 self._apply(event)
         finally:
-            self._stream.close()
-            self._stream = None
+            with self._stream_lock:
+                self._stream = None
+            stream.close()
+        short = time.monotonic() - opened < _SHORT_WATCH
+        if short and not received and not self._stopping.is_set():
+            # As client-go: a watch the server ends at once, again and again, must not spin.
+            raise KubeError(0, "ShortWatch", "the server ended the watch at once, with no event")
 
     def _apply(self, event: dict[str, Any]) -> None:
         event_type = event.get("type")

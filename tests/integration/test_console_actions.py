@@ -251,7 +251,7 @@ def test_remove_cell_a_from_50_protectors(
 def test_overview_counts_the_protector_of_a_vanished_workload_as_dangling(
     clusters, namespace, site, generator, monkeypatch
 ) -> None:
-    clusters.require_sandbox()
+    clusters.require_sandbox("the sandbox's sandboxForce delete (gone as if etcd lost it)")
     # Fresh protectors are given a grace period (their workload may lag in our watch); these
     # are known to be settled.
     monkeypatch.setattr(cache_module, "DANGLING_GRACE_SECONDS", 0.0)

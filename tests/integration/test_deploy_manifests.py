@@ -621,7 +621,8 @@ def test_server_dry_run_of_an_upgrade_patches(
 ) -> None:
     """Apply the namespaced part for real, then dry-run the whole overlay again: kubectl now
     computes patches against what is stored, as on an upgrade."""
-    clusters.require_sandbox()  # creates Deployments; a real cluster would start pods
+    # It creates the product's Deployments, which a real cluster would go on to run.
+    clusters.require_sandbox("a cluster without a kubelet (the sandbox fixture runs none)")
     tool = Kubectl(clusters, "core")
     objects = rendered["single-cluster"]
     namespaced = [o for o in objects if o["metadata"].get("namespace") == NAMESPACE]

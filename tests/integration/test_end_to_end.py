@@ -73,7 +73,9 @@ def wait_for(what: str, predicate: Callable[[], bool], timeout: float = 20) -> N
 
 @pytest.fixture(scope="module")
 def story(clusters, tmp_path_factory) -> Iterator[Story]:
-    clusters.require_sandbox()
+    clusters.require_sandbox(
+        "a one-cluster sandbox of its own running the built-in ReplicaSet, GC and kubelet"
+    )
     work: Path = tmp_path_factory.mktemp("end-to-end")
     state = work / "sandbox"
     state.mkdir()

@@ -300,7 +300,7 @@ def test_protect_non_zero_keeps_a_terminating_deployment_protected(start_generat
 
 
 def test_vanished_deployment_leaves_a_dangling_protector(clusters, start_generator) -> None:
-    clusters.require_sandbox()
+    clusters.require_sandbox("the sandbox's sandboxForce delete (gone as if etcd lost it)")
     gen = start_generator()
     gen.create_workload(DEPLOYMENTS, "web")
     gen.wait_protector("deployment-web")

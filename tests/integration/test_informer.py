@@ -121,10 +121,39 @@ def test_watch_resumes_after_the_server_ends_it(kube: KubeClient, cell_namespace
         informer.stop()
 
 
+def test_quiet_watch_ends_at_the_read_timeout_and_resumes(kube: KubeClient, cell_namespace) -> None:
+    """Nothing arrives on a quiet watch (no bookmark within the test, on the sandbox's real
+    cadence or a real cluster's): the read timeout ends it, the informer watches again without
+    backing off or relisting, and still sees the next change once."""
+    namespace, core = cell_namespace
+    opened: list[str | None] = []
+
+    class Counting(KubeClient):
+        def watch(self, *args, **kwargs):
+            opened.append(kwargs.get("resource_version"))
+            return super().watch(*args, **kwargs)
+
+    counting = Counting(kube.api_client)
+    informer = Informer(counting, PODS, namespace=namespace, watch_read_timeout=0.3)
+    recorder = Recorder()
+    informer.add_handler(recorder.handler())
+    informer.start()
+    try:
+        assert informer.wait_synced(10)
+        listed_at = informer.resource_version
+        wait_for(lambda: len(opened) >= 3, timeout=10)
+        assert set(opened) == {listed_at}, "each new watch resumes from the listed version"
+        core.create_namespaced_pod(namespace, _pod("late", {"app": "x"}))
+        wait_for(lambda: recorder.seen("add", "late"))
+        assert recorder.events.count(("add", "late")) == 1
+    finally:
+        informer.stop()
+
+
 def test_relists_after_410_gone_and_reports_what_it_missed(
     clusters, kube: KubeClient, cell_namespace
 ) -> None:
-    clusters.require_sandbox()  # needs the sandbox's small, known history window
+    clusters.require_sandbox("the sandbox's small, known watch history window (300 events)")
     namespace, core = cell_namespace
     core.create_namespaced_pod(namespace, _pod("doomed", {"app": "x"}))
     informer = Informer(kube, PODS, namespace=namespace)
@@ -154,7 +183,7 @@ def test_relists_after_410_gone_and_reports_what_it_missed(
 
 
 def test_unreachable_server_backs_off_and_recovers(tmp_path, clusters) -> None:
-    clusters.require_sandbox()
+    clusters.require_sandbox("a kubeconfig whose server is https://127.0.0.1:PORT, to redirect")
     kubeconfig = clusters.kubeconfigs["cell-a"].read_text()
     # Point at a port nobody listens on: the informer must keep retrying, never sync, not crash.
     broken = tmp_path / "broken.kubeconfig"

@@ -244,8 +244,10 @@ def test_watch_from_zero_lists_current_state(core: client.CoreV1Api, namespace: 
     assert events == [("ADDED", "a")]
 
 
-def test_watch_bookmarks(clusters: Clusters, core: client.CoreV1Api, namespace: str) -> None:
-    clusters.require_sandbox()  # a real apiserver sends bookmarks about once a minute
+def test_watch_bookmarks(core: client.CoreV1Api, namespace: str) -> None:
+    # Bookmarks come about once a minute, but kube-apiserver's watch cache also sends one 2 s
+    # before a watch's deadline (once it has seen any pod event since it started), so a 3 s
+    # watch gets one after 1 s, on the sandbox as on a real cluster.
     rv = core.list_namespaced_pod(namespace).metadata.resource_version
     raw = core.list_namespaced_pod(
         namespace,
@@ -275,7 +277,7 @@ def test_watch_bookmarks(clusters: Clusters, core: client.CoreV1Api, namespace: 
 def test_watch_too_old_is_410_then_relist(
     clusters: Clusters, core: client.CoreV1Api, namespace: str
 ) -> None:
-    clusters.require_sandbox()  # needs writes beyond the (small) retained window
+    clusters.require_sandbox("the sandbox's small, known watch history window (300 events)")
     core.create_namespaced_pod(namespace, pod("churn"))
     old_rv = core.list_namespaced_pod(namespace).metadata.resource_version
     for i in range(SANDBOX_HISTORY_WINDOW + 5):
@@ -311,10 +313,8 @@ def test_watch_too_old_is_410_then_relist(
         raise AssertionError("no event after relist")
 
 
-def test_exact_list_at_older_resource_version(
-    clusters: Clusters, core: client.CoreV1Api, namespace: str
-) -> None:
-    clusters.require_sandbox()
+def test_exact_list_at_older_resource_version(core: client.CoreV1Api, namespace: str) -> None:
+    # kube-apiserver serves resourceVersionMatch=Exact from etcd until compaction (5 min).
     core.create_namespaced_pod(namespace, pod("a"))
     rv = core.list_namespaced_pod(namespace).metadata.resource_version
     core.create_namespaced_pod(namespace, pod("b"))
@@ -442,7 +442,7 @@ def test_strategic_merge_patch_merges_lists_by_key(core: client.CoreV1Api, names
 
 def test_node_cordon_patch(core: client.CoreV1Api, clusters: Clusters) -> None:
     name = f"node-{int(time.time() * 1000) % 100000}"
-    clusters.require_sandbox()  # creating nodes in a real cluster is not polite
+    clusters.require_sandbox("a throwaway cluster to add a Node to")
     core.create_node({"apiVersion": "v1", "kind": "Node", "metadata": {"name": name}})
     try:
         node = core.patch_node(name, {"spec": {"unschedulable": True}})
@@ -569,7 +569,7 @@ def test_podprotector_crd(
 
 
 def test_crd_discovery_comes_and_goes(clusters: Clusters) -> None:
-    clusters.require_sandbox()  # creates and deletes a CRD
+    clusters.require_sandbox("a throwaway cluster to create and delete a CRD in")
     api = clusters.api("cell-a")
     ext = client.ApiextensionsV1Api(api)
     crd = {

@@ -199,7 +199,7 @@ def test_get_ppr_shows_printer_columns(kubectl: Kubectl, ns: str) -> None:
 
 
 def test_cordon(clusters: Clusters, kubectl: Kubectl) -> None:
-    clusters.require_sandbox()  # creates a node
+    clusters.require_sandbox("a throwaway cluster to add a Node to")
     name = f"node-{uuid.uuid4().hex[:6]}"
     kubectl.run(
         "apply", "-f", "-", stdin=f"apiVersion: v1\nkind: Node\nmetadata: {{name: {name}}}\n"

@@ -32,7 +32,8 @@ def _server_and_ca(kubeconfig: Path) -> tuple[str, ssl.SSLContext]:
 
 @pytest.mark.parametrize("token", [None, "wrong"])
 def test_unauthorized_without_valid_token(clusters: Clusters, token: str | None) -> None:
-    clusters.require_sandbox()  # a real cluster may allow anonymous discovery
+    # A real cluster may admit a request without a token as system:anonymous (then 403).
+    clusters.require_sandbox("the sandbox's bearer-token-only authentication")
     server, ctx = _server_and_ca(clusters.kubeconfigs["core"])
     req = urllib.request.Request(server + "/api/v1/namespaces")
     if token:
@@ -52,7 +53,7 @@ def test_unauthorized_without_valid_token(clusters: Clusters, token: str | None)
 
 
 def test_clusters_are_independent(clusters: Clusters) -> None:
-    clusters.require_sandbox()
+    clusters.require_sandbox("the sandbox process serving several clusters")
     a = client.CoreV1Api(clusters.api("cell-a"))
     b = client.CoreV1Api(clusters.api("cell-b"))
     a.create_namespaced_config_map("default", {"metadata": {"name": "only-in-a"}})
@@ -65,7 +66,7 @@ def test_clusters_are_independent(clusters: Clusters) -> None:
 
 
 def test_persist_keeps_objects_and_resource_versions(tmp_path: Path, clusters: Clusters) -> None:
-    clusters.require_sandbox()
+    clusters.require_sandbox("the sandbox's --persist, restarted in the test")
     state = tmp_path / "state"
     state.mkdir()
     proc = start_sandbox(state, ("solo",), ("--persist",))
@@ -132,7 +133,7 @@ def test_persist_keeps_objects_and_resource_versions(tmp_path: Path, clusters: C
 
 
 def test_sigterm_ends_open_watches(tmp_path: Path, clusters: Clusters) -> None:
-    clusters.require_sandbox()
+    clusters.require_sandbox("a sandbox process to SIGTERM")
     state = tmp_path / "state"
     state.mkdir()
     proc = start_sandbox(state, ("solo",))
