@@ -2,22 +2,29 @@
 
 from __future__ import annotations
 
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.utils import OpenApiResponse, extend_schema
+from rest_framework.parsers import JSONParser
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from console import planning
 from console.serializers import PlanRequestSerializer, PlanSerializer
-from podseidon_site.api import errors
+from podseidon_site.api import ErrorSerializer, errors
 
 
 class PlanDeletion(APIView):
     # A POST that writes nothing: every authenticated user (viewer included) may ask.
+    # JSON only: a list of pods has no form encoding, and any other body is a clear 415.
+    parser_classes = [JSONParser]
 
     @extend_schema(
         request=PlanRequestSerializer,
-        responses={200: PlanSerializer, **errors(400, 401, 404, 502, 503)},
+        responses={
+            200: PlanSerializer,
+            **errors(400, 401, 404, 502, 503),
+            415: OpenApiResponse(ErrorSerializer, description="The body is not JSON"),
+        },
         summary="Plan a drain: which of these pod deletions the webhook would admit now",
         description=(
             "Judges the named pods (a node's, as `kubectl drain` evicts them; a label "

@@ -146,6 +146,16 @@ def test_the_webhook_disabled_in_the_cell_judges_nothing(world, viewer_api) -> N
     assert body["blocked"] is False
 
 
+def test_a_viewer_token_is_enough(world, users, anon) -> None:
+    from rest_framework.authtoken.models import Token
+
+    token = Token.objects.create(user=users["viewer"]).key
+    anon.credentials(HTTP_AUTHORIZATION=f"Token {token}")
+    response = anon.post(URL.format("cell-a"), {"node": "node-2"}, format="json")
+    assert response.status_code == 200
+    assert _verdicts(response.json()) == {"web-2": "admitted"}
+
+
 def test_authentication_is_required(world, anon) -> None:
     response = anon.post(URL.format("cell-a"), {"node": "node-1"}, format="json")
     assert response.status_code == 401
@@ -195,6 +205,12 @@ def test_unknown_cell_or_node_is_a_404(world, viewer_api, cell, body, code) -> N
     assert response.json()["error"]["code"] == code
 
 
+def test_a_body_that_is_not_json_is_a_415(world, viewer_api) -> None:
+    response = viewer_api.post(URL.format("cell-a"), {"node": "node-1"}, format="multipart")
+    assert response.status_code == 415
+    assert response.json()["error"]["code"] == "unsupported_media_type"
+
+
 def test_an_unreachable_cell_is_a_502(world, viewer_api) -> None:
     response = viewer_api.post(URL.format("cell-dead"), {"node": "node-1"}, format="json")
     assert response.status_code == 502
@@ -212,7 +228,8 @@ def test_the_schema_documents_the_operation(world, viewer_api) -> None:
     schema = viewer_api.get("/api/schema/?format=json").json()
     operation = schema["paths"]["/api/v1/cells/{cell_id}/plan-deletion/"]["post"]
     assert operation["operationId"] == "cells_plan_deletion"
-    assert set(operation["responses"]) == {"200", "400", "401", "404", "502", "503"}
+    assert set(operation["responses"]) == {"200", "400", "401", "404", "415", "502", "503"}
+    assert set(operation["requestBody"]["content"]) == {"application/json"}
     request = schema["components"]["schemas"]["PlanRequestRequest"]["properties"]
     assert {"node", "selector", "pods", "healthCriterion"} <= set(request)
 
