@@ -282,7 +282,6 @@ class _Pending:
     drain_notes: tuple[str, ...]
     at: int = 0
     steps: list[tuple[str, str]] = field(default_factory=list)
-    results: list[AdmissionResult] = field(default_factory=list)
     refusal: Refusal | None = None
 
 
@@ -419,7 +418,6 @@ def _walk(
             counts = tally.setdefault(key, [0, 0, 0, 0])
             for item, result in zip(items, outcome.results, strict=True):
                 item.steps.append((key, result.value))
-                item.results.append(result)
                 answer = refusal(protector, result, item.criterion)
                 counts[0] += 1
                 if answer is None:
