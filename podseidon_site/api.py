@@ -7,7 +7,7 @@ Every error answers ``{"error": {"code": ..., "message": ..., "details": ...}}``
 | 400 | ``invalid`` | a field is missing or wrong (``details`` maps field → messages) |
 | 401 | ``not_authenticated`` / ``authentication_failed`` | no or a bad token/session |
 | 403 | ``permission_denied`` | an action without the operator role |
-| 404 | ``not_found`` / ``unknown_cell`` / ``unknown_controller`` | no such object |
+| 404 | ``not_found`` / ``unknown_cell`` / ``unknown_node`` / ``unknown_controller`` | absent |
 | 409 | ``conflict`` / ``not_registered`` / ``not_disabled_by_console`` | the action cannot apply |
 | 502 | ``cluster_unreachable`` / ``cluster_error`` / ``patch_failed`` | a cluster failed us |
 | 503 | ``cache_not_synced`` | the PodProtector cache is still listing (with Retry-After) |
@@ -33,7 +33,7 @@ from audit.roles import can_operate
 from protectors.cache import CacheNotSynced
 from protectors.kube.client import KubeError
 
-INVALID_STATUS = {"unknown_cell": 404, "unknown_controller": 404}
+INVALID_STATUS = {"unknown_cell": 404, "unknown_node": 404, "unknown_controller": 404}
 
 
 def error_response(

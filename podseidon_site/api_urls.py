@@ -6,6 +6,7 @@ from django.urls import path, re_path
 from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
 
 from audit import api as audit_api
+from console import api as console_api
 from podseidon_site.api import not_found
 from protectors import api as protectors_api
 from webhook import api as webhook_api
@@ -26,6 +27,11 @@ v1 = [
         "cells/<str:cell_id>/remove-from-protectors/",
         protectors_api.RemoveCell.as_view(),
         name="cell-remove",
+    ),
+    path(
+        "cells/<str:cell_id>/plan-deletion/",
+        console_api.PlanDeletion.as_view(),
+        name="cell-plan-deletion",
     ),
     path(
         "cells/<str:cell_id>/aggregator/pause/",

@@ -13,5 +13,6 @@ urlpatterns = [
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("admin/", admin.site.urls),
     path("api/", include("podseidon_site.api_urls")),
+    path("", include("console.urls")),
     path("", include("protectors.urls")),
 ]

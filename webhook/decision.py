@@ -61,6 +61,82 @@ class DecisionObserver(Protocol):
 
 PodFetcher = Callable[[str, str, str], dict]
 
+# The observer's result for a pod that is ready but not yet available for a protector.
+NOT_YET_AVAILABLE = "NotYetAvailable"
+
+
+# -- the parts of a decision the drain planner (console/planner.py) shares -------------------
+
+
+def skips_judging(health: PodHealth) -> bool:
+    """Already going, or contributing to nothing that a deletion could take away: allowed
+    without asking any PodProtector."""
+    return health.terminating or not health.ready
+
+
+def judged_as_dry_run(config: PodseidonConfig, pod_annotations: Mapping[str, str]) -> bool:
+    """Decided and recorded as if live, then allowed: global dry run or the force annotation."""
+    webhook = config.webhook
+    return webhook.dry_run or webhook.force_delete_annotation in pod_annotations
+
+
+def deletion_criterion(
+    config: PodseidonConfig,
+    eviction_annotations: Mapping[str, str],
+    pod_annotations: Mapping[str, str],
+) -> HealthCriterion:
+    """The health level the deletion is judged at: the Eviction's annotation, else the pod's."""
+    key = config.webhook.health_criterion_annotation
+    return HealthCriterion.parse(eviction_annotations.get(key) or pod_annotations.get(key))
+
+
+def deletion_request(
+    cell_id: str,
+    pod_uid: str,
+    health: PodHealth,
+    protector: PodProtector,
+    criterion: HealthCriterion,
+    now: datetime,
+    *,
+    pod_name: str | None = None,
+) -> DeletionRequest | None:
+    """What ``protector`` is asked to admit for this pod; None when the pod is ready but not
+    for the protector's minReadySeconds yet: it is not counted as available there, so deleting
+    it costs this protector nothing."""
+    min_ready = protector.spec.min_ready_seconds
+    if not health.is_available(min_ready, now):
+        return None
+    return DeletionRequest(
+        cell_id=cell_id,
+        pod_uid=pod_uid,
+        contributions=health.contributions(min_ready, now),
+        criterion=criterion,
+        pod_name=pod_name,
+    )
+
+
+def refusal(
+    protector: PodProtector, result: AdmissionResult, criterion: HealthCriterion
+) -> Verdict | None:
+    """The webhook's answer when the quota's ``result`` refuses the deletion, else None."""
+    name = f"{protector.namespace}/{protector.name}"
+    audit = {AUDIT_KEY_REJECT_BY: name}
+    if result is AdmissionResult.RETRY:
+        return Verdict.reject(
+            409,
+            f"PodProtector {name} has full admission buffer and is temporarily unable to "
+            "admit pod deletion",
+            audit,
+        )
+    if result is AdmissionResult.DENIED:
+        return Verdict.reject(
+            429,
+            f"PodProtector {name} reports too few {criterion.value.lower()} replicas to "
+            "admit pod deletion",
+            audit,
+        )
+    return None
+
 
 @dataclass
 class Decider:
@@ -102,8 +178,7 @@ class Decider:
             health = PodHealth.from_pod(pod)
         except ValueError as error:
             raise MalformedReview(f"pod in review: {error}") from None
-        # Already going, or contributing to nothing that a deletion could take away.
-        if health.terminating or not health.ready:
+        if skips_judging(health):
             return Verdict.allow()
         try:
             metadata = PodMetadata.of(pod)
@@ -111,14 +186,13 @@ class Decider:
             raise MalformedReview(f"pod in review: {error}") from None
         annotations = metadata.annotations
 
-        dry_run = webhook.dry_run or webhook.force_delete_annotation in annotations
+        dry_run = judged_as_dry_run(self.config, annotations)
         if self.monotonic() - self.started_at < webhook.cold_start_delay_seconds:
             raise WebhookUnavailable("cold start: not judging deletions yet")
         if not self.synced():
             raise WebhookUnavailable("PodProtector cache has not synced yet")
 
-        key = webhook.health_criterion_annotation
-        criterion = HealthCriterion.parse(criterion_source.get(key) or annotations.get(key))
+        criterion = deletion_criterion(self.config, criterion_source, annotations)
         namespace = metadata.namespace or review.namespace
         pod_name = metadata.name or review.name
         record_name = self._requires_pod_name(cell_id)
@@ -126,19 +200,18 @@ class Decider:
 
         rejection: Verdict | None = None
         for protector in self.protectors.matching(namespace, metadata.labels):
-            min_ready = protector.spec.min_ready_seconds
-            if not health.is_available(min_ready, now):
-                # Ready, but not for minReadySeconds yet: it is not counted as available for
-                # this protector, so deleting it costs this protector nothing.
-                self.observer.pod_in_protector(cell_id, protector, "NotYetAvailable", False)
-                continue
-            request = DeletionRequest(
-                cell_id=cell_id,
-                pod_uid=metadata.uid,
-                contributions=health.contributions(min_ready, now),
-                criterion=criterion,
+            request = deletion_request(
+                cell_id,
+                metadata.uid,
+                health,
+                protector,
+                criterion,
+                now,
                 pod_name=pod_name if record_name else None,
             )
+            if request is None:
+                self.observer.pod_in_protector(cell_id, protector, NOT_YET_AVAILABLE, False)
+                continue
             verdict = self._judge(
                 cell_id, protector, request, criterion, deadline, read_only=review.dry_run
             )
@@ -190,24 +263,9 @@ class Decider:
         except Exception as error:
             self.observer.pod_in_protector(cell_id, protector, "Error", True)
             return Verdict.reject(500, f"PodProtector {name}: {error}", audit)
-        if result is AdmissionResult.RETRY:
-            self.observer.pod_in_protector(cell_id, protector, result.value, True)
-            return Verdict.reject(
-                409,
-                f"PodProtector {name} has full admission buffer and is temporarily unable to "
-                "admit pod deletion",
-                audit,
-            )
-        if result is AdmissionResult.DENIED:
-            self.observer.pod_in_protector(cell_id, protector, result.value, True)
-            return Verdict.reject(
-                429,
-                f"PodProtector {name} reports too few {criterion.value.lower()} replicas to "
-                "admit pod deletion",
-                audit,
-            )
-        self.observer.pod_in_protector(cell_id, protector, result.value, False)
-        return None
+        verdict = refusal(protector, result, criterion)
+        self.observer.pod_in_protector(cell_id, protector, result.value, verdict is not None)
+        return verdict
 
     def _admitted_moments_ago(self, protector: PodProtector, request: DeletionRequest) -> bool:
         """The cached protector holds this pod's bucket and it is not due a refresh:

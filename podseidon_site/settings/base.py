@@ -73,6 +73,8 @@ if PODSEIDON_ROLE == "web":
     # The admin's and the API docs' assets, served by the web tier itself: no collectstatic
     # step, no extra server, and the image's file system can stay read-only.
     MIDDLEWARE.insert(1, "whitenoise.middleware.WhiteNoiseMiddleware")
+    # The console sits above every other app; the webhook must not load it.
+    INSTALLED_APPS.append("console")
 
 TEMPLATES = [
     {

@@ -252,6 +252,51 @@ def ready_pod(
     return pod.to_dict()
 
 
+def pod_on_node(
+    core: k8s.CoreV1Api,
+    namespace: str,
+    name: str,
+    labels: dict[str, str],
+    node: str,
+    *,
+    ready: bool = True,
+) -> None:
+    """A pod bound to ``node`` (ready for an hour, or not ready) with no grace period, so an
+    admitted eviction removes it at once: the clusters of these tests run no kubelet to finish
+    a graceful deletion."""
+    core.create_namespaced_pod(
+        namespace,
+        {
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": {"name": name, "labels": labels},
+            "spec": {
+                "nodeName": node,
+                "terminationGracePeriodSeconds": 0,
+                "containers": [{"name": "c", "image": "nginx"}],
+            },
+        },
+    )
+    since = (datetime.now(UTC) - timedelta(hours=1)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    core.patch_namespaced_pod_status(
+        name,
+        namespace,
+        {
+            "status": {
+                "phase": "Running",
+                "conditions": [
+                    {"type": "PodScheduled", "status": "True", "lastTransitionTime": since},
+                    {
+                        "type": "Ready",
+                        "status": "True" if ready else "False",
+                        "lastTransitionTime": since,
+                    },
+                ],
+            }
+        },
+    )
+
+
 def create_protector(
     api: k8s.ApiClient,
     namespace: str,

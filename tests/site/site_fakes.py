@@ -20,6 +20,11 @@ from protectors.kube.client import KubeError, Resource
 from sandbox.patch import PatchError, json_patch, merge_patch
 
 WEBHOOK_NAME = "podseidon.kubewharf.io"
+# The field selectors the services send, and where each field is.
+FIELDS = {
+    "involvedObject.name": lambda obj: (obj.get("involvedObject") or {}).get("name"),
+    "spec.nodeName": lambda obj: (obj.get("spec") or {}).get("nodeName"),
+}
 
 
 class FakeCluster:
@@ -72,8 +77,8 @@ class FakeCluster:
                 continue
             if field:
                 key, _, value = field.partition("=")
-                assert key == "involvedObject.name"
-                if (obj.get("involvedObject") or {}).get("name") != value:
+                assert key in FIELDS, f"the fake cannot select on {key}"
+                if FIELDS[key](obj) != value:
                     continue
             items.append(copy.deepcopy(obj))
         return {"items": items, "metadata": {"resourceVersion": str(next(self._rv))}}
@@ -135,6 +140,9 @@ class StubInformer:
 
     def get_by_name(self, namespace: str, name: str) -> dict | None:
         return self.store.get(f"{namespace}/{name}")
+
+    def items(self) -> list[dict]:
+        return list(self.store.values())
 
     def stop(self, timeout: float | None = None) -> None:
         pass
