@@ -128,6 +128,7 @@ def test_remove_rejects_bad_filters(core, operator_api, body, field) -> None:
 
 
 def test_remove_cell_annotates_protectors_that_have_it(core, operator_api) -> None:
+    # No generator runs here: the annotations stay, and the removal says so.
     response = operator_api.post(
         "/api/v1/cells/cell-a/remove-from-protectors/",
         {"reason": "cell-a lost"},
@@ -140,11 +141,19 @@ def test_remove_cell_annotates_protectors_that_have_it(core, operator_api) -> No
     assert response["Location"] == started["status_url"]
     body = finished_operation(operator_api, response)
     result = body["result"]
-    assert body["state"] == "succeeded"
+    assert body["state"] == "partial"
     assert (body["total"], body["done"], body["failed"], body["percent"]) == (4, 4, 0, 100)
-    assert body["counts"] == {"annotated": 3, "not_in_status": 1}
+    assert body["counts"] == {"annotated": 3, "not_in_status": 1, "removed": 0, "pending": 3}
     assert (result["matched"], result["annotated"], result["not_in_status"]) == (4, 3, 1)
+    assert (result["removed"], result["pending"]) == (0, 3)
     assert sorted(result["changed"]) == ["ns-1/api", "ns-1/web", "ns-2/db"]
+    assert sorted(p["protector"] for p in result["still_pending"]) == [
+        "ns-1/api",
+        "ns-1/web",
+        "ns-2/db",
+    ]
+    assert "not processed yet" in result["still_pending"][0]["why"]
+    assert "still holding cell-a: 3" in body["message"]
 
     def annotation(ns, name):
         return core.get(PODPROTECTORS, ns, name)["metadata"].get("annotations", {}).get(REMOVE)
@@ -156,10 +165,18 @@ def test_remove_cell_annotates_protectors_that_have_it(core, operator_api) -> No
     assert (record.action, record.target, record.outcome) == (
         "remove-cell",
         "cell/cell-a",
-        "succeeded",
+        "partial",
     )
     assert record.username == "otto" and record.reason == "cell-a lost"
     assert record.result["annotated"] == 3 and body["audit_id"] == record.pk
+    # Each annotated protector got an Event naming who asked and the operation.
+    assert _flush_events()
+    requested = [e for e in core.events if e["reason"] == "RemoveCellRequested"]
+    assert sorted(e["involvedObject"]["name"] for e in requested) == ["api", "db", "web"]
+    assert (
+        f"otto asked to remove cell-a from status (operation #{body['id']})"
+        in (requested[0]["message"])
+    )
 
     again = finished_operation(
         operator_api,
@@ -167,10 +184,91 @@ def test_remove_cell_annotates_protectors_that_have_it(core, operator_api) -> No
             "/api/v1/cells/cell-a/remove-from-protectors/", {"reason": "again"}, format="json"
         ),
     )
-    assert again["state"] == "succeeded" and again["id"] != body["id"]
+    assert again["state"] == "partial" and again["id"] != body["id"]
     assert (again["result"]["annotated"], again["result"]["already_pending"]) == (0, 3)
+    assert again["result"]["pending"] == 3
     assert annotation("ns-2", "db") == "cell-x,cell-a"
     assert len(records()) == 2
+
+
+def _flush_events() -> bool:
+    from protectors.clusters import CORE, recorder_for
+
+    return recorder_for(CORE).flush(5)
+
+
+def test_remove_cell_succeeds_once_the_cell_has_left_every_status(core, operator_api) -> None:
+    core.generator = True  # what the generator does with the annotations
+    body = finished_operation(
+        operator_api,
+        operator_api.post(
+            "/api/v1/cells/cell-a/remove-from-protectors/", {"reason": "r"}, format="json"
+        ),
+    )
+    assert body["state"] == "succeeded", body["message"]
+    result = body["result"]
+    assert (result["annotated"], result["removed"], result["pending"]) == (3, 3, 0)
+    assert result["still_pending"] == []
+    assert "cell-a removed from 3 of 3" in body["message"]
+    for ns, name in (("ns-1", "web"), ("ns-1", "api"), ("ns-2", "db")):
+        cells = [c["cellID"] for c in core.get(PODPROTECTORS, ns, name)["status"]["cells"]]
+        assert cells == ["cell-b"]
+
+
+def test_a_cell_written_back_after_its_removal_is_reported_pending(
+    core, operator_api, monkeypatch
+) -> None:
+    from protectors import services
+
+    core.generator = True
+    original = core.run_generator
+
+    def generator_then_aggregator() -> int:
+        done = original()
+        # An aggregator that was not paused writes cell-a back into "web".
+        obj = core.objects[("podprotectors", "ns-1", "web")]
+        if all(c["cellID"] != "cell-a" for c in obj["status"]["cells"]):
+            obj["status"]["cells"].append({"cellID": "cell-a", "aggregation": {}})
+        return done
+
+    monkeypatch.setattr(core, "run_generator", generator_then_aggregator)
+    monkeypatch.setattr(services, "CONFIRM_POLL_SECONDS", 0.05)
+    body = finished_operation(
+        operator_api,
+        operator_api.post(
+            "/api/v1/cells/cell-a/remove-from-protectors/", {"reason": "r"}, format="json"
+        ),
+    )
+    assert body["state"] == "partial"
+    assert (body["result"]["removed"], body["result"]["pending"]) == (2, 1)
+    (pending,) = body["result"]["still_pending"]
+    assert pending["protector"] == "ns-1/web"
+    assert (
+        "written back after its removal (is the aggregator of cell-a paused?)" in (pending["why"])
+    )
+
+
+def test_remove_cell_can_pause_the_aggregator_first(core, operator_api) -> None:
+    core.generator = True
+    body = finished_operation(
+        operator_api,
+        operator_api.post(
+            "/api/v1/cells/cell-a/remove-from-protectors/",
+            {"reason": "cell-a lost", "pause_aggregator": True},
+            format="json",
+        ),
+    )
+    assert body["state"] == "succeeded"
+    assert body["parameters"]["pause_aggregator"] is True
+    aggregator = body["result"]["aggregator"]
+    assert aggregator["paused"] is True and aggregator["stopped"] in (True, None)
+    assert ControllerSwitch.objects.get(controller_key="aggregator/cell-a").paused
+    # Two actions, each audited once: the pause, then the removal.
+    assert [(r.action, r.outcome) for r in records()] == [
+        ("controller-pause", "succeeded"),
+        ("remove-cell", "succeeded"),
+    ]
+    assert records()[0].reason == "before removing cell-a: cell-a lost"
 
 
 def test_remove_cell_filters(core, operator_api) -> None:
@@ -233,7 +331,7 @@ def test_remove_cell_retries_conflicts(core, operator_api, monkeypatch) -> None:
             "/api/v1/cells/cell-a/remove-from-protectors/", {"reason": "r"}, format="json"
         ),
     )
-    assert body["state"] == "succeeded" and body["result"]["annotated"] == 3
+    assert body["result"]["annotated"] == 3 and body["result"]["failed"] == 0
     assert core.get(PODPROTECTORS, "ns-1", "web")["metadata"]["annotations"][REMOVE] == "cell-a"
 
 
@@ -314,7 +412,7 @@ def test_a_running_removal_shows_progress_and_is_joined_not_repeated(
     finally:
         gate.open()
     body = finished_operation(operator_api, first)
-    assert body["state"] == "succeeded" and body["done"] == 4
+    assert body["state"] == "partial" and body["done"] == 4  # no generator: still pending
     finished_operation(operator_api, other)
     # One audit record per operation, none for the joined request.
     assert sorted(r.reason for r in records()) == ["first", "subset"]
