@@ -273,9 +273,7 @@ def expire_stale() -> int:
         # Only the caller whose update wins writes the audit record.
         claimed = Operation.objects.filter(
             pk=operation.pk, state=OperationState.RUNNING, heartbeat_at=operation.heartbeat_at
-        ).update(
-            state=OperationState.FAILED, message=message, phase="", finished_at=timezone.now()
-        )
+        ).update(state=OperationState.FAILED, message=message, phase="", finished_at=timezone.now())
         if not claimed:
             continue
         try:
