@@ -456,6 +456,7 @@ def webhook_page(request: HttpRequest) -> HttpResponse:
         "states": states,
         "what_disable_does": webhook_services.WHAT_DISABLE_DOES,
         "what_enable_does": webhook_services.WHAT_ENABLE_DOES,
+        "what_restore_does": webhook_services.WHAT_RESTORE_DOES,
         "config": settings.PODSEIDON.webhook,
         "can_operate": can_operate(request.user),
     }
@@ -488,6 +489,25 @@ def _webhook_switch(enable: bool):
 
 webhook_disable = _webhook_switch(False)
 webhook_enable = _webhook_switch(True)
+
+
+@login_required
+@require_POST
+def webhook_restore(request: HttpRequest, cell_id: str) -> HttpResponse:
+    from webhook import services as webhook_services
+
+    require_operator(request)
+    run_console_action(
+        request,
+        lambda: webhook_services.restore(
+            request.user,
+            cell_id,
+            reason=request.POST.get("reason", ""),
+            dry_run=bool(request.POST.get("dry_run")),
+        ),
+        label=f"Restore the webhook in {cell_id} from the configuration",
+    )
+    return redirect("console:webhook")
 
 
 @login_required

@@ -93,6 +93,22 @@ class FakeCluster:
             self.events.append(copy.deepcopy(obj))
         return copy.deepcopy(obj)
 
+    def replace(self, resource: Resource, namespace: str | None, name: str, obj: dict) -> dict:
+        key = self._key(resource, namespace, name)
+        with self._lock:
+            current = self.objects.get(key)
+            if current is None:
+                raise self._missing(resource, name)
+            wanted = (obj.get("metadata") or {}).get("resourceVersion")
+            if wanted != current["metadata"]["resourceVersion"]:
+                raise KubeError(409, "Conflict", "the object has been modified")
+            new = copy.deepcopy(obj)
+            new["metadata"]["uid"] = current["metadata"].get("uid")
+            new["metadata"]["resourceVersion"] = str(next(self._rv))
+            self.objects[key] = new
+            self.writes.append(("PUT", name, obj))
+        return copy.deepcopy(new)
+
     def list(self, resource: Resource, namespace: str | None = None, **kwargs: Any) -> dict:
         from protectors.selectors import parse_selector_string
 

@@ -576,6 +576,123 @@ def test_disabled_elsewhere_cannot_be_enabled_and_is_not_resaved(fakes, operator
     assert response.json()["error"]["code"] == "not_disabled_by_console"
 
 
+@pytest.fixture
+def configured_url(podseidon, settings):
+    """The configuration names where kube-apiserver calls the webhook (restore renders it)."""
+    from podseidon_site.config import parse_config
+
+    settings.PODSEIDON = parse_config(
+        {
+            **podseidon.model_dump(exclude={"webhook"}),
+            "webhook": {"url": "https://podseidon-webhook.example.internal:8843"},
+        }
+    )
+    return settings.PODSEIDON
+
+
+def _disabled_by_kubectl(fakes) -> dict:
+    """Registered from the configuration with a caBundle, then the runbook's kubectl patch."""
+    from django.conf import settings
+
+    from webhook.registration import render_webhook_configuration
+
+    obj = render_webhook_configuration(settings.PODSEIDON, "cell-a", ca_bundle_pem=b"CA-PEM")
+    obj["metadata"]["annotations"] = {"cert-manager.io/inject-ca-from": "podseidon/webhook"}
+    obj["webhooks"][0]["objectSelector"] = NEVER_MATCHING_SELECTOR
+    return fakes["cell-a"].add(VALIDATING_WEBHOOKS, obj)
+
+
+def test_restore_from_configuration_after_a_disable_elsewhere(fakes, configured_url, operator_api):
+    from django.conf import settings
+
+    from protectors.clusters import recorder_for
+    from webhook.registration import object_selector
+
+    before = _disabled_by_kubectl(fakes)
+    state = operator_api.get("/api/v1/webhook/").json()["cells"][0]
+    assert state["state"] == "disabled-by-someone-else"
+    dry = operator_api.post("/api/v1/webhook/cell-a/restore/", {"reason": "r", "dry_run": True})
+    assert dry.status_code == 200 and dry.json()["result"]["changed"] is True
+    assert stored_webhook(fakes, "cell-a") == before
+
+    response = operator_api.post("/api/v1/webhook/cell-a/restore/", {"reason": "back on"})
+    assert response.status_code == 200, response.content
+    body = response.json()
+    stored = stored_webhook(fakes, "cell-a")
+    hook = stored["webhooks"][0]
+    configured = object_selector(settings.PODSEIDON)
+    assert hook["objectSelector"] == configured
+    # The caBundle the operator registered is kept (the console holds no CA file here).
+    assert hook["clientConfig"]["caBundle"] == before["webhooks"][0]["clientConfig"]["caBundle"]
+    assert hook["clientConfig"]["url"].endswith("/cell-a")
+    # Someone else's annotation stays.
+    assert stored["metadata"]["annotations"] == {
+        "cert-manager.io/inject-ca-from": "podseidon/webhook"
+    }
+    result = body["result"]
+    assert result["previous"]["object_selectors"] == {WEBHOOK_NAME: NEVER_MATCHING_SELECTOR}
+    assert result["previous"]["resource_version"] == before["metadata"]["resourceVersion"]
+    assert result["restored"] == {WEBHOOK_NAME: configured}
+    assert result["ca_bundle"] == "kept from the registered object"
+    assert operator_api.get("/api/v1/webhook/").json()["cells"][0]["state"] == "enabled"
+    dry_record, record = records()
+    assert dry_record.dry_run and (record.action, record.outcome) == (
+        "webhook-restore",
+        "succeeded",
+    )
+    assert record.result["previous"]["object_selectors"] == {WEBHOOK_NAME: NEVER_MATCHING_SELECTOR}
+    assert recorder_for("cell-a").flush(5)
+    (event,) = [e for e in fakes["cell-a"].events if e["reason"] == "WebhookRestored"]
+    assert event["involvedObject"]["kind"] == "ValidatingWebhookConfiguration"
+    assert event["metadata"]["namespace"] == "default"
+    assert "by otto" in event["message"] and "not-match-anything" in event["message"]
+
+    # Again: nothing to restore, nothing written.
+    again = operator_api.post("/api/v1/webhook/cell-a/restore/", {"reason": "again"}).json()
+    assert again["result"]["changed"] is False
+    assert stored_webhook(fakes, "cell-a") == stored
+
+
+def test_restore_writes_the_configured_ca_bundle(fakes, configured_url, operator_api, tmp_path):
+    import base64
+
+    from django.conf import settings
+
+    from podseidon_site.config import parse_config
+
+    ca = tmp_path / "ca.crt"
+    ca.write_bytes(b"CONFIGURED-CA")
+    settings.PODSEIDON = parse_config(
+        {
+            **configured_url.model_dump(exclude={"webhook"}),
+            "webhook": {**configured_url.webhook.model_dump(), "ca_bundle_file": str(ca)},
+        }
+    )
+    _disabled_by_kubectl(fakes)
+    body = operator_api.post("/api/v1/webhook/cell-a/restore/", {"reason": "r"}).json()
+    assert body["result"]["ca_bundle"] == "webhook.ca_bundle_file"
+    bundle = stored_webhook(fakes, "cell-a")["webhooks"][0]["clientConfig"]["caBundle"]
+    assert base64.b64decode(bundle) == b"CONFIGURED-CA"
+    assert str(tmp_path) not in json.dumps(body)
+
+
+def test_restore_refuses_what_it_should_not_touch(fakes, operator_api):
+    # The console disabled it: Re-enable restores exactly, not the configuration.
+    fakes["cell-a"].add(VALIDATING_WEBHOOKS, webhook_configuration(ORIGINAL))
+    operator_api.post("/api/v1/webhook/cell-a/disable/", {"reason": "r"})
+    response = operator_api.post("/api/v1/webhook/cell-a/restore/", {"reason": "r"})
+    assert response.status_code == 409
+    assert response.json()["error"]["code"] == "disabled_by_console"
+    # Nothing the configuration can render (no webhook.url): refused, nothing written.
+    fakes["cell-b"].add(VALIDATING_WEBHOOKS, webhook_configuration(NEVER_MATCHING_SELECTOR))
+    before = stored_webhook(fakes, "cell-b")
+    response = operator_api.post("/api/v1/webhook/cell-b/restore/", {"reason": "r"})
+    assert response.status_code == 409
+    assert response.json()["error"]["code"] == "config_error"
+    assert stored_webhook(fakes, "cell-b") == before
+    assert [r.outcome for r in records()] == ["succeeded", "failed", "failed"]
+
+
 def test_not_registered(fakes, operator_api):
     state = operator_api.get("/api/v1/webhook/").json()["cells"][0]
     assert state["state"] == "not-registered"

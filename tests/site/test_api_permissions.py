@@ -36,6 +36,7 @@ ACTIONS = [
     "/api/v1/cells/cell-a/aggregator/resume/",
     "/api/v1/webhook/cell-a/disable/",
     "/api/v1/webhook/cell-a/enable/",
+    "/api/v1/webhook/cell-a/restore/",
     "/api/v1/webhook/disable-all/",
     "/api/v1/controllers/generator/pause/",
     "/api/v1/controllers/generator/resume/",

@@ -228,6 +228,34 @@ def test_disable_and_re_enable_the_webhook(world, users) -> None:
     assert AuditRecord.objects.count() == 2
 
 
+def test_restore_from_configuration_is_offered_after_a_disable_elsewhere(
+    world, users, settings
+) -> None:
+    from podseidon_site.config import parse_config
+    from webhook.registration import object_selector
+
+    settings.PODSEIDON = parse_config(
+        {
+            **settings.PODSEIDON.model_dump(exclude={"webhook"}),
+            "webhook": {"url": "https://podseidon-webhook.example.internal:8843"},
+        }
+    )
+    client = logged_in(users["operator"])
+    hook = world["cell-a"].objects[("validatingwebhookconfigurations", "", WEBHOOK_NAME)]
+    hook["webhooks"][0]["objectSelector"] = NEVER_MATCHING_SELECTOR  # the runbook's kubectl
+    page = client.get("/webhook/").content.decode()
+    assert "disabled by someone else" in page
+    assert 'action="/webhook/cell-a/restore/"' in page and "Restore from configuration" in page
+    assert 'action="/webhook/cell-a/enable/"' not in page
+    response = client.post("/webhook/cell-a/restore/", {"reason": "drill over"}, follow=True)
+    assert "webhook re-registered in cell-a from the configuration" in shown(response)
+    assert webhook_selector(world, "cell-a") == object_selector(settings.PODSEIDON)
+    record = AuditRecord.objects.get()
+    assert (record.action, record.outcome) == ("webhook-restore", "succeeded")
+    page = client.get("/webhook/").content.decode()
+    assert 'action="/webhook/cell-a/restore/"' not in page
+
+
 def test_disable_all_needs_the_confirmation(world, users) -> None:
     client = logged_in(users["operator"])
     response = client.post("/webhook/disable-all/", {"reason": "r"}, follow=True)
