@@ -133,7 +133,7 @@ def test_the_removal_form_warns_of_a_running_aggregator_and_can_pause_it(world, 
     world["core"].generator = True
     client = logged_in(users["operator"])
     page = client.get("/cells/").content.decode()
-    assert "The aggregator of cell-a is <strong>running</strong>" in page
+    assert "The aggregator of cell-a is <strong>not paused</strong>" in page
     assert 'name="pause_aggregator" value="1" checked' in page
     response = client.post(
         "/cells/cell-a/remove/", {**REMOVE_FORM, "pause_aggregator": "1"}, follow=True
