@@ -415,24 +415,31 @@ def _confirm(
     timeout: float,
 ) -> dict[str, str]:
     """Re-read the selection until no targeted protector holds the cell, or ``timeout``;
-    returns the ones still holding it, with why. A protector deleted meanwhile holds nothing."""
+    returns the ones still holding it, with why. A protector deleted meanwhile holds nothing.
+    A failed read is retried; if none succeeds the unconfirmed ones say so."""
     cell_id = parameters["cell"]
     deadline = time.monotonic() + timeout
+    # One list per poll: bigger selections are polled less often.
+    interval = min(CONFIRM_POLL_SECONDS + len(targeted) / 2000, 5.0)
     remaining = set(targeted)
-    pending: dict[str, str] = {}
+    pending = dict.fromkeys(sorted(remaining), "not re-read yet")
     while True:
-        current = {_key(o): o for o in _list_selection(client, parameters)}
-        pending = {}
-        for key in sorted(remaining):
-            why = pending_reason(current.get(key), cell_id)
-            if why is not None:
-                pending[key] = why
-        remaining = set(pending)
-        if progress is not None:
-            progress.set_counts(removed=len(targeted) - len(pending), pending=len(pending))
+        try:
+            current = {_key(o): o for o in _list_selection(client, parameters)}
+        except KubeError as error:
+            pending = {key: f"could not re-read it: {kube_cause(error)}" for key in remaining}
+        else:
+            pending = {}
+            for key in sorted(remaining):
+                why = pending_reason(current.get(key), cell_id)
+                if why is not None:
+                    pending[key] = why
+            remaining = set(pending)
+            if progress is not None:
+                progress.set_counts(removed=len(targeted) - len(pending), pending=len(pending))
         if not pending or time.monotonic() >= deadline:
             return pending
-        time.sleep(min(CONFIRM_POLL_SECONDS, max(deadline - time.monotonic(), 0)))
+        time.sleep(min(interval, max(deadline - time.monotonic(), 0)))
 
 
 def _pause_first(user: Any, cell_id: str, reason: str, dry_run: bool) -> dict[str, Any]:

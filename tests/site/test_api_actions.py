@@ -248,6 +248,34 @@ def test_a_cell_written_back_after_its_removal_is_reported_pending(
     )
 
 
+def test_a_removal_that_cannot_re_read_says_so(core, operator_api, monkeypatch) -> None:
+    from protectors.kube.client import KubeError
+
+    original = core.list
+    calls = []
+
+    def list_once(*args, **kwargs):
+        calls.append(args)
+        if len(calls) > 1:  # the core cluster goes away after the annotations
+            raise KubeError(0, "Unreachable", "connection refused")
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(core, "list", list_once)
+    monkeypatch.setattr(core, "list_all", list_once)
+    body = finished_operation(
+        operator_api,
+        operator_api.post(
+            "/api/v1/cells/cell-a/remove-from-protectors/", {"reason": "r"}, format="json"
+        ),
+    )
+    assert body["state"] == "partial"
+    assert body["result"]["annotated"] == 3 and body["result"]["pending"] == 3
+    assert all(
+        p["why"] == "could not re-read it: cluster unreachable: connection refused"
+        for p in body["result"]["still_pending"]
+    )
+
+
 def test_remove_cell_can_pause_the_aggregator_first(core, operator_api) -> None:
     core.generator = True
     body = finished_operation(
