@@ -14,6 +14,7 @@ class Action(models.TextChoices):
     REMOVE_CELL = "remove-cell", "Remove a cell from PodProtectors"
     WEBHOOK_DISABLE = "webhook-disable", "Disable the webhook in a cell"
     WEBHOOK_ENABLE = "webhook-enable", "Re-enable the webhook in a cell"
+    WEBHOOK_RESTORE = "webhook-restore", "Restore the webhook of a cell from the configuration"
     WEBHOOK_DISABLE_ALL = "webhook-disable-all", "Disable the webhook in every cell"
     CONTROLLER_PAUSE = "controller-pause", "Pause a controller"
     CONTROLLER_RESUME = "controller-resume", "Resume a controller"
@@ -94,8 +95,11 @@ class Operation(models.Model):
     total = models.IntegerField(null=True, blank=True)
     done = models.IntegerField(default=0)
     failed = models.IntegerField(default=0)
-    # Per kind of result (e.g. annotated / already_pending / not_in_status / failed).
+    # Per kind of result (e.g. annotated / already_pending / not_in_status / failed, then
+    # removed / pending once the removal is confirmed).
     counts = models.JSONField(default=dict, blank=True)
+    # What the running work is doing now (e.g. "annotating", "confirming"); blank once ended.
+    phase = models.CharField(max_length=40, blank=True, default="")
     message = models.TextField(blank=True, default="")
     result = models.JSONField(default=dict, blank=True)
     # Written by the running thread at least every few seconds; a running operation whose

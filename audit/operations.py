@@ -62,12 +62,26 @@ class Progress:
         self._done = 0
         self._failed = 0
         self._counts: dict[str, int] = {}
+        self._phase = ""
         self._flushed_at = 0.0
 
     def set_total(self, total: int) -> None:
         with self._lock:
             self._total = total
         self.flush(force=True)
+
+    def set_phase(self, phase: str) -> None:
+        """What the work does now (shown while it runs), written at once."""
+        with self._lock:
+            self._phase = phase
+        self.flush(force=True)
+
+    def set_counts(self, **counts: int) -> None:
+        """Overwrite some kinds' counts (results found after the objects were handled, such as
+        "removed" and "pending" while a removal is confirmed), without changing ``done``."""
+        with self._lock:
+            self._counts.update(counts)
+        self.flush()
 
     def advance(self, kind: str, *, failed: bool = False) -> None:
         """One object handled, with its kind of result (``failed`` also counts it as failed)."""
@@ -89,6 +103,7 @@ class Progress:
                 "done": self._done,
                 "failed": self._failed,
                 "counts": dict(self._counts),
+                "phase": self._phase,
             }
         Operation.objects.filter(pk=self.operation_id, state=OperationState.RUNNING).update(
             heartbeat_at=timezone.now(), **fields
@@ -224,6 +239,7 @@ def _execute(operation_id: int, user: Any, work: Work) -> None:
         message=result.message,
         result=result.result,
         audit_record=result.record,
+        phase="",
         finished_at=timezone.now(),
         heartbeat_at=timezone.now(),
     )
@@ -257,7 +273,7 @@ def expire_stale() -> int:
         # Only the caller whose update wins writes the audit record.
         claimed = Operation.objects.filter(
             pk=operation.pk, state=OperationState.RUNNING, heartbeat_at=operation.heartbeat_at
-        ).update(state=OperationState.FAILED, message=message, finished_at=timezone.now())
+        ).update(state=OperationState.FAILED, message=message, phase="", finished_at=timezone.now())
         if not claimed:
             continue
         try:

@@ -51,6 +51,7 @@ class OperationSerializer(serializers.ModelSerializer):
             "failed",
             "percent",
             "counts",
+            "phase",
             "message",
             "result",
             "heartbeat_at",

@@ -119,6 +119,8 @@ class Demo:
             "webhook": {
                 "port": layout.ports.webhook,
                 "tls": {"cert_file": str(pki.server_cert), "key_file": str(pki.server_key)},
+                # What kube-apiserver must trust: registration and Restore from configuration.
+                "ca_bundle_file": str(layout.ca_file),
                 "url": layout.webhook_url,
                 "failure_policy": "Fail",
             },

@@ -199,17 +199,23 @@ class Story:
             "every PodProtector, and nobody can confirm them."
         )
         reason = "demo: cell-b control plane lost"
-        self.api("POST", "/api/v1/cells/cell-b/aggregator/pause/", {"reason": reason})
-        self.say("Cells > cell-b > Pause aggregator  (so it cannot write stale counts back)")
         started = self.api(
-            "POST", "/api/v1/cells/cell-b/remove-from-protectors/", {"reason": reason}
+            "POST",
+            "/api/v1/cells/cell-b/remove-from-protectors/",
+            {"reason": reason, "pause_aggregator": True},
         )
-        self.say("Cells > cell-b > Remove this cell from all PodProtectors  (typed: cell-b)")
-        operation = self.finish(started)
         self.say(
-            f"  operation {operation['id']}: {operation['state']}, {operation['done']} of "
-            f"{operation['total']} PodProtectors annotated"
+            "Cells > cell-b > Remove this cell from all PodProtectors  (typed: cell-b; ticked: "
+            "pause the aggregator first, so it cannot write stale counts back)"
         )
+        operation = self.finish(started)
+        result = operation["result"]
+        self.say(
+            f"  operation {operation['id']}: {operation['state']}, {result['annotated']} "
+            f"PodProtectors annotated, cell-b removed from {result['removed']}, "
+            f"{result['pending']} still pending"
+        )
+        # The operation ends succeeded only once no status holds cell-b: check the cluster too.
         self.wait_for(
             "the generator to drop cell-b from every PodProtector",
             lambda: all(
@@ -285,6 +291,28 @@ class Story:
 
         self.wait_for("protection to be back in cell-a", denied_again, 60)
         self.say("Protection is back, with exactly the objectSelector it had before.")
+
+        # The runbook's kubectl form, by someone who then goes home: nothing saved to re-enable.
+        admission.patch_validating_webhook_configuration(
+            "podseidon.kubewharf.io",
+            [
+                {
+                    "op": "add",
+                    "path": "/webhooks/0/objectSelector",
+                    "value": {"matchLabels": {"this-selector-does": "not-match-anything"}},
+                }
+            ],
+        )
+        self.say(
+            "\n$ kubectl --context cell-a patch validatingwebhookconfiguration "
+            "podseidon.kubewharf.io --type=json -p '[...not-match-anything...]'"
+        )
+        states = {c["cell"]: c["state"] for c in self.api("GET", "/api/v1/webhook/")["cells"]}
+        self.say(f"  the console shows cell-a {states['cell-a']}")
+        self.api("POST", "/api/v1/webhook/cell-a/restore/", {"reason": "demo: back to configured"})
+        self.say("Webhook > cell-a > Restore from configuration")
+        self.wait_for("protection to be back in cell-a", denied_again, 60)
+        self.say("Protection is back, re-registered as the configuration renders it.")
 
     def play(self) -> None:
         self.say(f"Follow along in the console: {self.layout.console_url}/")

@@ -9,6 +9,7 @@ Every error answers ``{"error": {"code": ..., "message": ..., "details": ...}}``
 | 403 | ``permission_denied`` | an action without the operator role |
 | 404 | ``not_found`` / ``unknown_cell`` / ``unknown_node`` / ``unknown_controller`` | absent |
 | 409 | ``conflict`` / ``not_registered`` / ``not_disabled_by_console`` | the action cannot apply |
+| 409 | ``disabled_by_console`` / ``config_error`` | restore: use enable / nothing to render |
 | 502 | ``cluster_unreachable`` / ``cluster_error`` / ``patch_failed`` | a cluster failed us |
 | 503 | ``cache_not_synced`` | the PodProtector cache is still listing (with Retry-After) |
 

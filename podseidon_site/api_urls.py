@@ -55,6 +55,11 @@ v1 = [
     path(
         "webhook/<str:cell_id>/enable/", webhook_api.WebhookEnable.as_view(), name="webhook-enable"
     ),
+    path(
+        "webhook/<str:cell_id>/restore/",
+        webhook_api.WebhookRestore.as_view(),
+        name="webhook-restore",
+    ),
     path("controllers/", workers_api.ControllerList.as_view(), name="controllers"),
     path(
         "controllers/<str:name>/pause/",

@@ -263,6 +263,12 @@ class WebhookConfig(_Section):
         description="In-cluster Service reference (namespace, name, port) instead of a URL.",
     )
     url: StrictStr | None = Field(default=None, description="Base URL kube-apiserver calls.")
+    ca_bundle_file: StrictStr | None = Field(
+        default=None,
+        description="PEM of the CA kube-apiserver trusts for the webhook: the caBundle that "
+        "`webhookconfig` and the console's Restore from configuration register (default: "
+        "tls.cert_file, where readable; else Restore keeps the registered caBundle).",
+    )
 
     @field_validator("path_prefix")
     @classmethod

@@ -120,10 +120,15 @@ class RemoveCell(APIView):
             "buckets and removes the annotation. Use it when a cell is gone for good: its pods "
             "stop counting toward every workload's availability. The work runs as a tracked "
             "operation (thousands of PodProtectors take a while): the answer is 202 with the "
-            "operation and its `status_url`; the operation is audited once, when it ends, with "
-            "its counts and per-PodProtector failures. Asking again while it runs returns the "
-            "running operation. `dry_run` lists and counts within the request (200) without "
-            "writing."
+            "operation and its `status_url`. The operation ends `succeeded` only once no "
+            "targeted PodProtector's status holds the cell; if some still do after the "
+            "confirmation timeout it ends `partial` and `result.still_pending` names them "
+            "with why. Counts: `annotated`, `already_pending`, `not_in_status`, `failed`, then "
+            "`removed` and `pending`. It is audited once, when it ends. An aggregator that is "
+            "not paused writes the cell back on its next pod event: set `pause_aggregator` to "
+            "pause it first (a separate `controller-pause` audit record). Asking again while "
+            "it runs returns the running operation. `dry_run` lists and counts within the "
+            "request (200) without writing."
         ),
         tags=["cells"],
     )
@@ -137,6 +142,7 @@ class RemoveCell(APIView):
             "namespace": data.get("namespace"),
             "label_selector": data.get("label_selector"),
             "names": data.get("names"),
+            "pause_aggregator": data["pause_aggregator"],
         }
         if data["dry_run"]:
             result = services.remove_cell_from_protectors(request.user, dry_run=True, **selection)

@@ -21,11 +21,14 @@ from django.conf import settings
 
 from podseidon_site.config import ClusterAccess, PodseidonConfig
 from protectors.kube.client import KubeClient, KubeError, api_client_for
+from protectors.kube.events import EventRecorder
 
 CORE = "core"
+EVENT_COMPONENT = "podseidon-console"
 
 _lock = threading.Lock()
 _clients: dict[tuple[str, str, float], KubeClient] = {}
+_recorders: dict[tuple[str, str], EventRecorder] = {}
 _probes: dict[tuple[str, str], tuple[float, Reachability]] = {}
 
 
@@ -68,6 +71,19 @@ def client_for(name: str, *, timeout: float | None = None) -> KubeClient:
         with _lock:
             client = _clients.setdefault(key, client)
     return client
+
+
+def recorder_for(name: str) -> EventRecorder:
+    """The process's Event recorder for ``core`` or a cell (one writer thread per cluster)."""
+    access = access_for(name)
+    key = (name, access.model_dump_json())
+    with _lock:
+        recorder = _recorders.get(key)
+    if recorder is None:
+        recorder = EventRecorder(client_for(name), EVENT_COMPONENT)
+        with _lock:
+            recorder = _recorders.setdefault(key, recorder)
+    return recorder
 
 
 def _build_client(name: str, access: ClusterAccess, timeout: float) -> KubeClient:
@@ -116,7 +132,11 @@ def probe_many(names: list[str]) -> dict[str, Reachability]:
 
 
 def reset() -> None:
-    """Forget every client and probe (tests)."""
+    """Forget every client, probe and Event recorder (tests)."""
     with _lock:
+        recorders = list(_recorders.values())
+        _recorders.clear()
         _clients.clear()
         _probes.clear()
+    for recorder in recorders:
+        recorder.stop(timeout=1.0)

@@ -157,6 +157,12 @@ class RemoveCellRequestSerializer(DryRunActionRequestSerializer):
         max_length=10000,
         help_text="Only PodProtectors with these names.",
     )
+    pause_aggregator = serializers.BooleanField(
+        default=False,
+        help_text="Pause the cell's aggregator first (its own audit record). An aggregator "
+        "that keeps running writes the cell's counts back on its next pod event, undoing "
+        "the removal.",
+    )
 
 
 class WebhookCellSerializer(serializers.Serializer):

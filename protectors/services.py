@@ -8,9 +8,12 @@ dangling protectors (from the workload cache) and the webhook's recent rejection
 ``remove_cell_from_protectors``, lists the matching protectors afresh from the core cluster (an
 incident is no time to act on a stale cache) and merge-patches the ``remove-cell-once``
 annotation onto each that still has the cell in its status; the generator then drops the cell
-from status and removes the annotation. Over thousands of protectors that takes a while, so the
-console and the API run it as a tracked operation (``start_cell_removal``, ``audit.operations``)
-whose progress they poll; dry runs only list and count, and answer within the request.
+from status and removes the annotation. The action reports what happened, not what was asked:
+it waits until no targeted protector's status holds the cell any more (re-reading the
+selection), and names those that still do when it gives up. Over thousands of protectors that
+takes a while, so the console and the API run it as a tracked operation
+(``start_cell_removal``, ``audit.operations``) whose progress they poll; dry runs only list and
+count, and answer within the request.
 """
 
 from __future__ import annotations
@@ -41,12 +44,12 @@ from protectors.cache import (
     protector_cache,
     workload_cache,
 )
-from protectors.clusters import CORE, client_for, config, probe_many
+from protectors.clusters import CORE, client_for, config, probe_many, recorder_for
 from protectors.kube.client import PODPROTECTORS, KubeClient, KubeError, Resource
+from protectors.kube.events import EVENTS
 from protectors.selectors import SelectorError, parse_selector_string
 from workers.generator.protector import cell_ids_in_status, parse_remove_cell_once
 
-EVENTS = Resource("", "v1", "events")
 READ_TIMEOUT = 5.0
 MAX_EVENTS = 20
 PATCH_THREADS = 8
@@ -55,6 +58,13 @@ CONFLICT_RETRIES = 3
 MAX_LISTED = 200
 # How often a running removal reports progress (and beats) while patches are outstanding.
 PROGRESS_SECONDS = 1.0
+# How often a removal re-reads the selection while it waits for the generator.
+CONFIRM_POLL_SECONDS = 0.5
+# How long a removal that paused the aggregator waits for it to stop before annotating (a
+# worker applies a switch within a retry period, 2 s by default).
+AGGREGATOR_STOP_SECONDS = 10.0
+# The Event the console leaves on each protector it annotates.
+REASON_REQUESTED = "RemoveCellRequested"
 
 
 # -- reads ------------------------------------------------------------------------------------
@@ -291,8 +301,11 @@ def _clean_selection(
     return namespace or restricted or None, label_selector, cleaned
 
 
-def _annotate_one(client: KubeClient, obj: dict, cell_id: str, dry_run: bool) -> tuple[str, str]:
-    """One protector: ("annotated" | "already_pending" | "not_in_status" | "failed", detail)."""
+def _annotate_one(
+    client: KubeClient, obj: dict, cell_id: str, dry_run: bool, why: str | None = None
+) -> tuple[str, str]:
+    """One protector: ("annotated" | "already_pending" | "not_in_status" | "failed", detail).
+    ``why`` (who asked, in which operation) becomes an Event on the protector."""
     metadata = obj.get("metadata") or {}
     namespace, name = metadata.get("namespace"), metadata.get("name")
     for _attempt in range(CONFLICT_RETRIES):
@@ -316,13 +329,16 @@ def _annotate_one(client: KubeClient, obj: dict, cell_id: str, dry_run: bool) ->
             }
         }
         try:
-            client.patch(PODPROTECTORS, namespace, name, patch)
-            return "annotated", ""
+            written = client.patch(PODPROTECTORS, namespace, name, patch)
         except KubeError as error:
             if error.is_not_found:
                 return "not_in_status", "deleted meanwhile"
             if not error.is_conflict:
                 return "failed", kube_cause(error)
+        else:
+            if why:
+                recorder_for(CORE).normal(written, REASON_REQUESTED, why)
+            return "annotated", ""
         try:
             obj = client.get(PODPROTECTORS, namespace, name)
         except KubeError as error:
@@ -339,6 +355,7 @@ def _validated_removal(
     namespace: str | None,
     label_selector: str | None,
     names: Iterable[str] | None,
+    pause_aggregator: bool = False,
 ) -> tuple[str, dict[str, Any]]:
     """Check who asks and what for (InvalidAction: nothing attempted); (reason, parameters)."""
     require_operator(user)
@@ -358,13 +375,13 @@ def _validated_removal(
         "label_selector": label_selector,
         "names": list(cleaned),
     }
+    if pause_aggregator:
+        # Only when asked: operations started before this option keep their selection key.
+        parameters["pause_aggregator"] = True
     return reason, parameters
 
 
-def _removal_work(parameters: Mapping[str, Any], dry_run: bool, progress: Progress | None) -> Done:
-    """List the matching protectors afresh, annotate each that still has the cell, count."""
-    cell_id = parameters["cell"]
-    client = client_for(CORE)
+def _list_selection(client: KubeClient, parameters: Mapping[str, Any]) -> list[dict]:
     listing = client.list_all(
         PODPROTECTORS, parameters["namespace"], label_selector=parameters["label_selector"]
     )
@@ -372,19 +389,136 @@ def _removal_work(parameters: Mapping[str, Any], dry_run: bool, progress: Progre
     if parameters["names"]:
         wanted = set(parameters["names"])
         items = [i for i in items if (i.get("metadata") or {}).get("name") in wanted]
+    return items
+
+
+def _key(obj: Mapping[str, Any]) -> str:
+    metadata = obj.get("metadata") or {}
+    return f"{metadata.get('namespace')}/{metadata.get('name')}"
+
+
+def pending_reason(obj: Mapping[str, Any] | None, cell_id: str) -> str | None:
+    """Why ``obj`` still counts ``cell_id`` (None: it does not, or it is gone)."""
+    if obj is None or cell_id not in cell_ids_in_status(obj):
+        return None
+    annotations = (obj.get("metadata") or {}).get("annotations") or {}
+    if cell_id in parse_remove_cell_once(annotations.get(constants.ANNOTATION_REMOVE_CELL_ONCE)):
+        return "annotated, not processed yet (is the generator running?)"
+    return f"{cell_id} was written back after its removal (is the aggregator of {cell_id} paused?)"
+
+
+def _confirm(
+    client: KubeClient,
+    parameters: Mapping[str, Any],
+    targeted: list[str],
+    progress: Progress | None,
+    timeout: float,
+) -> dict[str, str]:
+    """Re-read the selection until no targeted protector holds the cell, or ``timeout``;
+    returns the ones still holding it, with why. A protector deleted meanwhile holds nothing.
+    A failed read is retried; if none succeeds the unconfirmed ones say so."""
+    cell_id = parameters["cell"]
+    deadline = time.monotonic() + timeout
+    # One list per poll: bigger selections are polled less often.
+    interval = min(CONFIRM_POLL_SECONDS + len(targeted) / 2000, 5.0)
+    remaining = set(targeted)
+    pending = dict.fromkeys(sorted(remaining), "not re-read yet")
+    while True:
+        try:
+            current = {_key(o): o for o in _list_selection(client, parameters)}
+        except KubeError as error:
+            pending = {key: f"could not re-read it: {kube_cause(error)}" for key in remaining}
+        else:
+            pending = {}
+            for key in sorted(remaining):
+                why = pending_reason(current.get(key), cell_id)
+                if why is not None:
+                    pending[key] = why
+            remaining = set(pending)
+            if progress is not None:
+                progress.set_counts(removed=len(targeted) - len(pending), pending=len(pending))
+        if not pending or time.monotonic() >= deadline:
+            return pending
+        time.sleep(min(interval, max(deadline - time.monotonic(), 0)))
+
+
+def _pause_first(user: Any, cell_id: str, reason: str, dry_run: bool) -> dict[str, Any]:
+    """Pause the cell's aggregator (its own audited action) before any annotation."""
+    from workers import services as worker_services
+
+    if config().cell(cell_id) is None:
+        return {"paused": False, "message": f"{cell_id} is not configured: it has no aggregator"}
+    outcome = worker_services.set_aggregator_paused(
+        user, cell_id, True, reason=f"before removing {cell_id}: {reason}", dry_run=dry_run
+    )
+    return {"paused": True, "message": outcome.message, "audit_id": outcome.record.pk}
+
+
+def _aggregator_stopped(cell_id: str, timeout: float) -> bool | None:
+    """Wait until the paused aggregator's leader reports it stopped: True; False when it still
+    runs after ``timeout``; None when no leader state can be read (Redis down)."""
+    from workers.keys import aggregator_key
+    from workers.leadership import read_states
+
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            states = read_states([aggregator_key(cell_id)])
+        except Exception:  # Redis unreachable: the workers cannot run it either
+            return None
+        if not any(s.running and s.is_active() for s in states):
+            return True
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.2)
+
+
+def _removal_work(
+    parameters: Mapping[str, Any],
+    dry_run: bool,
+    progress: Progress | None,
+    *,
+    requested_by: str = "",
+    pause: dict[str, Any] | None = None,
+) -> Done:
+    """List the matching protectors afresh, annotate each that still has the cell, then (not
+    in a dry run) wait until the generator has dropped the cell from each, and count."""
+    from django.conf import settings
+
+    cell_id = parameters["cell"]
+    client = client_for(CORE)
+    aggregator: dict[str, Any] | None = None
+    if pause is not None:
+        aggregator = dict(pause)
+        if pause.get("paused") and not dry_run:
+            if progress is not None:
+                progress.set_phase("waiting for the aggregator to stop")
+            aggregator["stopped"] = _aggregator_stopped(cell_id, AGGREGATOR_STOP_SECONDS)
+    if progress is not None:
+        progress.set_phase("listing")
+    items = _list_selection(client, parameters)
     if progress is not None:
         progress.set_total(len(items))
+        progress.set_phase("annotating")
+    operation = f" (operation #{progress.operation_id})" if progress is not None else ""
+    why = (
+        f"{requested_by} asked to remove {cell_id} from status{operation}"
+        if requested_by and not dry_run
+        else None
+    )
     results: list[tuple[str, str] | None] = [None] * len(items)
     with ThreadPoolExecutor(max_workers=PATCH_THREADS) as pool:
-        pending = {
-            pool.submit(_annotate_one, client, obj, cell_id, dry_run): index
+        pending_futures = {
+            pool.submit(_annotate_one, client, obj, cell_id, dry_run, why): index
             for index, obj in enumerate(items)
         }
-        while pending:
+        while pending_futures:
             # The timeout keeps the heartbeat going while slow patches are outstanding.
-            finished, _ = wait(pending, timeout=PROGRESS_SECONDS, return_when=FIRST_COMPLETED)
+            finished, _ = wait(
+                pending_futures, timeout=PROGRESS_SECONDS, return_when=FIRST_COMPLETED
+            )
             for future in finished:
-                index = pending.pop(future)
+                index = pending_futures.pop(future)
                 try:
                     what, detail = future.result()
                 except Exception as error:  # one protector's surprise must not end the rest
@@ -395,33 +529,59 @@ def _removal_work(parameters: Mapping[str, Any], dry_run: bool, progress: Progre
             if progress is not None:
                 progress.flush()
     counts = dict.fromkeys(("annotated", "already_pending", "not_in_status", "failed"), 0)
-    changed, failures = [], []
+    changed, failures, targeted = [], [], []
     for obj, outcome in zip(items, results, strict=True):
         what, detail = outcome or ("failed", "not attempted")
         counts[what] += 1
-        key = f"{obj['metadata'].get('namespace')}/{obj['metadata'].get('name')}"
+        key = _key(obj)
         if what == "annotated":
             changed.append(key)
         elif what == "failed":
             failures.append({"protector": key, "error": detail})
-    result = {
+        if what in ("annotated", "already_pending"):
+            targeted.append(key)
+    still: dict[str, str] = {}
+    if not dry_run:
+        if progress is not None:
+            progress.set_phase(f"waiting for {cell_id} to leave {len(targeted)} statuses")
+        timeout = float(getattr(settings, "PODSEIDON_REMOVAL_CONFIRM_SECONDS", 60.0))
+        still = _confirm(client, parameters, targeted, progress, timeout) if targeted else {}
+        counts["removed"] = len(targeted) - len(still)
+        counts["pending"] = len(still)
+    result: dict[str, Any] = {
         "cell": cell_id,
         "matched": len(items),
         **counts,
         "changed": changed[:MAX_LISTED],
         "failures": failures[:MAX_LISTED],
     }
+    if not dry_run:
+        result["still_pending"] = [
+            {"protector": key, "why": why} for key, why in list(still.items())[:MAX_LISTED]
+        ]
+    if aggregator is not None:
+        result["aggregator"] = aggregator
     verb = "would annotate" if dry_run else "annotated"
     message = (
         f"{len(items)} matched; {verb} {counts['annotated']}; "
         f"{counts['already_pending']} already pending; "
         f"{counts['not_in_status']} without {cell_id} in status; {counts['failed']} failed"
     )
-    if counts["failed"] == 0:
+    if not dry_run:
+        message += f"; {cell_id} removed from {counts['removed']} of {len(targeted)}"
+        if still:
+            first = ", ".join(list(still)[:5]) + (", …" if len(still) > 5 else "")
+            message += (
+                f"; still holding {cell_id}: {len(still)} ({first}): {next(iter(still.values()))}"
+            )
+    if aggregator is not None and aggregator.get("stopped") is False:
+        message += f"; the aggregator of {cell_id} was still running when annotating began"
+    if counts["failed"] == 0 and not still:
         outcome_value = Outcome.SUCCEEDED
     elif counts["failed"] < len(items):
         outcome_value = Outcome.PARTIAL
-        message += f" (first: {failures[0]['protector']}: {failures[0]['error']})"
+        if failures:
+            message += f" (first failure: {failures[0]['protector']}: {failures[0]['error']})"
     else:
         outcome_value = Outcome.FAILED
         message = f"every patch failed (first: {failures[0]['error']}); " + message
@@ -437,10 +597,14 @@ def remove_cell_from_protectors(
     label_selector: str | None = None,
     names: Iterable[str] | None = None,
     dry_run: bool = False,
+    pause_aggregator: bool = False,
 ) -> ActionResult:
-    """Apply ``remove-cell-once: <cell>`` to every matching protector that has the cell, within
-    this call (dry runs, scripts); ``start_cell_removal`` runs the same as a tracked operation."""
-    reason, parameters = _validated_removal(user, cell_id, reason, namespace, label_selector, names)
+    """Remove the cell from every matching protector that has it, within this call (dry runs,
+    scripts); ``start_cell_removal`` runs the same as a tracked operation."""
+    reason, parameters = _validated_removal(
+        user, cell_id, reason, namespace, label_selector, names, pause_aggregator
+    )
+    pause = _pause_first(user, cell_id, reason, dry_run) if pause_aggregator else None
     return run_action(
         user=user,
         action=Action.REMOVE_CELL,
@@ -448,7 +612,9 @@ def remove_cell_from_protectors(
         reason=reason,
         parameters=parameters,
         dry_run=dry_run,
-        work=lambda: _removal_work(parameters, dry_run, None),
+        work=lambda: _removal_work(
+            parameters, dry_run, None, requested_by=user.get_username(), pause=pause
+        ),
     )
 
 
@@ -460,18 +626,29 @@ def start_cell_removal(
     namespace: str | None = None,
     label_selector: str | None = None,
     names: Iterable[str] | None = None,
+    pause_aggregator: bool = False,
 ) -> tuple[Operation, bool]:
     """The removal as a background operation with progress, audited once when it ends.
+
+    With ``pause_aggregator`` the cell's aggregator is paused first (its own audit record), so
+    it cannot write the cell's counts back after the removal. The operation ends
+    ``succeeded`` only once no targeted protector's status holds the cell; after
+    ``PODSEIDON_REMOVAL_CONFIRM_SECONDS`` it ends ``partial``, naming those still pending.
 
     Returns (operation, started); while the same selection is being removed already, that
     operation is returned with ``started`` False instead of starting a second one.
     """
-    reason, parameters = _validated_removal(user, cell_id, reason, namespace, label_selector, names)
+    reason, parameters = _validated_removal(
+        user, cell_id, reason, namespace, label_selector, names, pause_aggregator
+    )
+    pause = _pause_first(user, cell_id, reason, False) if pause_aggregator else None
     return operations.start(
         user=user,
         action=Action.REMOVE_CELL,
         target=f"cell/{cell_id}",
         reason=reason,
         parameters=parameters,
-        work=lambda progress: _removal_work(parameters, False, progress),
+        work=lambda progress: _removal_work(
+            parameters, False, progress, requested_by=user.get_username(), pause=pause
+        ),
     )

@@ -27,6 +27,7 @@ urlpatterns = [
     path("webhook/disable-all/", views.webhook_disable_all, name="webhook-disable-all"),
     path("webhook/<str:cell_id>/disable/", views.webhook_disable, name="webhook-disable"),
     path("webhook/<str:cell_id>/enable/", views.webhook_enable, name="webhook-enable"),
+    path("webhook/<str:cell_id>/restore/", views.webhook_restore, name="webhook-restore"),
     path("operations/<int:operation_id>/", views.operation_detail, name="operation"),
     path("audit/", audit_views.audit_list, name="audit"),
 ]

@@ -318,6 +318,7 @@ def cell_remove(request: HttpRequest, cell_id: str) -> HttpResponse:
         "reason": request.POST.get("reason", ""),
         "namespace": request.POST.get("namespace", ""),
         "label_selector": request.POST.get("label_selector", ""),
+        "pause_aggregator": bool(request.POST.get("pause_aggregator")),
     }
     if request.POST.get("dry_run"):
         run_console_action(
@@ -330,6 +331,13 @@ def cell_remove(request: HttpRequest, cell_id: str) -> HttpResponse:
         operation, started = services.start_cell_removal(request.user, **selection)
     except InvalidAction as error:
         messages.error(request, f"{label}: not done: {redact(error.message)}")
+        return redirect("console:cells")
+    except ActionFailed as failure:  # pausing the aggregator first failed: nothing annotated
+        messages.error(
+            request,
+            f"{label}: not done: pausing the aggregator failed: "
+            f"{redact(failure.action.message)} (audit record #{failure.action.record.pk})",
+        )
         return redirect("console:cells")
     if not started:
         messages.info(
@@ -378,19 +386,32 @@ def operation_detail(request: HttpRequest, operation_id: int) -> HttpResponse:
         operation = Operation.objects.select_related("audit_record").get(pk=operation_id)
     except Operation.DoesNotExist:
         raise Http404(f"no operation #{operation_id}") from None
+    result = operation.result or {}
     failures = [
         {**f, "error": redact(f.get("error"))}
-        for f in (operation.result or {}).get("failures") or []
+        for f in result.get("failures") or []
         if isinstance(f, dict)
+    ]
+    counts = dict(operation.counts or {})
+    # What happened, in the order it happens: annotated, then removed or still pending.
+    headline = [
+        (title, counts.pop(kind))
+        for kind, title in (
+            ("annotated", "Annotated"),
+            ("already_pending", "Already pending"),
+            ("removed", "Removed from status"),
+            ("pending", "Still pending"),
+        )
+        if kind in counts
     ]
     context = {
         "operation": operation,
         "label": _operation_label(operation),
         "message": redact(operation.message),
-        "counts": [
-            (kind.replace("_", " ").capitalize(), number)
-            for kind, number in sorted((operation.counts or {}).items())
-        ],
+        "counts": headline
+        + [(kind.replace("_", " ").capitalize(), n) for kind, n in sorted(counts.items())],
+        "still_pending": [p for p in result.get("still_pending") or [] if isinstance(p, dict)],
+        "aggregator": result.get("aggregator"),
         "failures": failures,
         "refresh_seconds": OPERATION_REFRESH_SECONDS,
     }
@@ -435,6 +456,7 @@ def webhook_page(request: HttpRequest) -> HttpResponse:
         "states": states,
         "what_disable_does": webhook_services.WHAT_DISABLE_DOES,
         "what_enable_does": webhook_services.WHAT_ENABLE_DOES,
+        "what_restore_does": webhook_services.WHAT_RESTORE_DOES,
         "config": settings.PODSEIDON.webhook,
         "can_operate": can_operate(request.user),
     }
@@ -467,6 +489,25 @@ def _webhook_switch(enable: bool):
 
 webhook_disable = _webhook_switch(False)
 webhook_enable = _webhook_switch(True)
+
+
+@login_required
+@require_POST
+def webhook_restore(request: HttpRequest, cell_id: str) -> HttpResponse:
+    from webhook import services as webhook_services
+
+    require_operator(request)
+    run_console_action(
+        request,
+        lambda: webhook_services.restore(
+            request.user,
+            cell_id,
+            reason=request.POST.get("reason", ""),
+            dry_run=bool(request.POST.get("dry_run")),
+        ),
+        label=f"Restore the webhook in {cell_id} from the configuration",
+    )
+    return redirect("console:webhook")
 
 
 @login_required

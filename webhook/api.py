@@ -29,6 +29,7 @@ class WebhookList(APIView):
             "cells": services.all_states(),
             "what_disable_does": services.WHAT_DISABLE_DOES,
             "what_enable_does": services.WHAT_ENABLE_DOES,
+            "what_restore_does": services.WHAT_RESTORE_DOES,
         }
         return Response(WebhookListSerializer(data).data)
 
@@ -69,6 +70,27 @@ class WebhookEnable(_WebhookAction):
         data = self._body(request)
         return action_response(
             services.enable(request.user, cell_id, reason=data["reason"], dry_run=data["dry_run"])
+        )
+
+
+class WebhookRestore(_WebhookAction):
+    @extend_schema(
+        request=DryRunActionRequestSerializer,
+        responses={200: ActionResponseSerializer, **errors(400, 401, 403, 404, 409, 502)},
+        summary="Re-register the webhook of one cell from the configuration (after a disable "
+        "outside the console)",
+        description=services.WHAT_RESTORE_DOES
+        + " Offered when the state is `disabled-by-someone-else` (or `partly-disabled`): "
+        "nothing was saved to re-enable exactly. The write is guarded by the resourceVersion it "
+        "read; the audit record keeps the selectors it replaced (`result.previous`). "
+        "`disabled-by-console` answers 409 (`disabled_by_console`: use enable); an enabled "
+        "webhook is left as it is.",
+        tags=["webhook"],
+    )
+    def post(self, request: Request, cell_id: str) -> Response:
+        data = self._body(request)
+        return action_response(
+            services.restore(request.user, cell_id, reason=data["reason"], dry_run=data["dry_run"])
         )
 
 

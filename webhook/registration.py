@@ -48,6 +48,24 @@ def object_selector(config: PodseidonConfig) -> dict[str, Any]:
     return selector
 
 
+def configured_ca_bundle(
+    config: PodseidonConfig, override: str | None = None
+) -> tuple[bytes | None, str | None]:
+    """The PEM to register as caBundle, and which setting named it: ``override`` (the
+    command's --ca-bundle), else ``webhook.ca_bundle_file``, else ``webhook.tls.cert_file`` (a
+    self-signed certificate is its own CA); (None, None) when none is set. Raises OSError when
+    the file named cannot be read."""
+    for key, path in (
+        ("--ca-bundle", override),
+        ("webhook.ca_bundle_file", config.webhook.ca_bundle_file),
+        ("webhook.tls.cert_file", config.webhook.tls.cert_file),
+    ):
+        if path:
+            with open(path, "rb") as handle:
+                return handle.read(), key
+    return None, None
+
+
 def render_webhook_configuration(
     config: PodseidonConfig,
     cell_id: str,

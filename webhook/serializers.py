@@ -33,3 +33,4 @@ class WebhookListSerializer(serializers.Serializer):
     cells = WebhookStateSerializer(many=True)
     what_disable_does = serializers.CharField()
     what_enable_does = serializers.CharField()
+    what_restore_does = serializers.CharField()

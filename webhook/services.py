@@ -15,9 +15,18 @@ Where the previous selectors are kept: in an annotation on the configuration obj
 - It survives losing the console's database, and kubectl users see why the webhook is off.
 The audit record of the disable also keeps a copy (in ``result.saved``) for people.
 
-Both actions are idempotent. Every write is a JSON patch guarded by ``test`` operations on the
-object's resourceVersion and on each selector it replaces, so an edit racing ours makes ours
-fail (then we re-read and decide again) instead of being overwritten.
+**Restore from configuration** is for a webhook disabled outside the console (the runbook's
+``kubectl patch``: never-matching selector, nothing saved, so *Enable* has nothing to restore).
+It re-registers the cell's webhook as the product's configuration renders it
+(``webhook.registration``, the object ``manage.py webhookconfig`` prints, caBundle included),
+replacing the object with the resourceVersion it was read at; other people's annotations and
+labels are kept. The audit record keeps the selectors it replaced.
+
+Every action is idempotent. Disable and enable are JSON patches guarded by ``test`` operations
+on the object's resourceVersion and on each selector they replace, restore a replace carrying
+the resourceVersion, so an edit racing ours makes ours fail (then we re-read and decide again)
+instead of being overwritten. Each change leaves a Kubernetes Event on the configuration
+(``kubectl describe validatingwebhookconfiguration podseidon.kubewharf.io`` in the cell).
 """
 
 from __future__ import annotations
@@ -40,8 +49,9 @@ from audit.actions import (
 )
 from audit.models import Action, Outcome
 from protectors import constants
-from protectors.clusters import client_for, config
+from protectors.clusters import client_for, config, recorder_for
 from protectors.kube.client import VALIDATING_WEBHOOKS, KubeClient, KubeError
+from webhook.registration import configured_ca_bundle, render_webhook_configuration
 
 NEVER_MATCHING_SELECTOR = {"matchLabels": {"this-selector-does": "not-match-anything"}}
 SAVED_ANNOTATION = f"{constants.PREFIX}disabled-selectors"
@@ -64,6 +74,11 @@ WHAT_DISABLE_DOES = (
 WHAT_ENABLE_DOES = (
     "Restores the saved objectSelector: pod deletions and evictions in this cell are judged "
     "again, and refused when they would take a workload below its minimum."
+)
+WHAT_RESTORE_DOES = (
+    "Re-registers the webhook of this cell exactly as the configuration renders it (selectors, "
+    "failurePolicy, URL, caBundle: what `manage.py webhookconfig` prints), replacing what "
+    "someone else changed: pod deletions and evictions are judged again."
 )
 
 
@@ -235,15 +250,27 @@ def _enable_patch(obj: Mapping[str, Any], saved: Mapping[str, Any]) -> list[dict
     return ops
 
 
-def _patched(client: KubeClient, ops: list[dict]) -> bool:
-    """Apply a JSON patch; False when someone changed the object since we read it (read again)."""
+def _patched(client: KubeClient, ops: list[dict]) -> dict | None:
+    """Apply a JSON patch and return the object; None when someone changed it since we read
+    it (read again)."""
     try:
-        client.patch(VALIDATING_WEBHOOKS, None, CONFIG_NAME, ops, patch_type="json")
+        return client.patch(VALIDATING_WEBHOOKS, None, CONFIG_NAME, ops, patch_type="json")
     except KubeError as error:
         if _racing(error):
-            return False
+            return None
         raise
-    return True
+
+
+def _event(cell_id: str, obj: Mapping[str, Any], reason: str, message: str) -> None:
+    # Cluster-scoped: the Event goes to the cell's "default" namespace; kubectl describe finds it.
+    recorder_for(cell_id).normal(obj, reason, message)
+
+
+def _selectors_text(selectors: Mapping[str, Any]) -> str:
+    return ", ".join(
+        f"{name or '(unnamed)'}: {json.dumps(sel, sort_keys=True) if sel is not None else 'none'}"
+        for name, sel in selectors.items()
+    )
 
 
 def _racing(error: KubeError) -> bool:
@@ -284,8 +311,16 @@ def _disable_work(cell_id: str, user_name: str, dry_run: bool) -> Done:
                 f"would disable the webhook in {cell_id}, saving its selectors",
                 {"cell": cell_id, "state": state, "changed": True, "saved": saved, "patch": ops},
             )
-        if not _patched(client, ops):
+        written = _patched(client, ops)
+        if written is None:
             continue
+        _event(
+            cell_id,
+            written,
+            "WebhookDisabled",
+            f"Disabled by {user_name} through the console (never-matching objectSelector); "
+            f"saved: {_selectors_text(saved['selectors'])}",
+        )
         return Done(
             Outcome.SUCCEEDED,
             f"webhook disabled in {cell_id}: its pod deletions are no longer guarded",
@@ -298,7 +333,7 @@ def _disable_work(cell_id: str, user_name: str, dry_run: bool) -> Done:
     )
 
 
-def _enable_work(cell_id: str, dry_run: bool) -> Done:
+def _enable_work(cell_id: str, user_name: str, dry_run: bool) -> Done:
     client = client_for(cell_id)
     for _attempt in range(ATTEMPTS):
         obj = _read(client)
@@ -314,8 +349,8 @@ def _enable_work(cell_id: str, dry_run: bool) -> Done:
         if state in (DISABLED_ELSEWHERE, PARTLY_DISABLED):
             raise Failure(
                 f"the webhook in {cell_id} was disabled outside the console: no saved selector "
-                f"to restore; re-register it with `manage.py webhookconfig --cell {cell_id} "
-                "--apply`",
+                "to restore exactly; use Restore from configuration (console, or "
+                f"POST /api/v1/webhook/{cell_id}/restore/) to re-register it as configured",
                 code="not_disabled_by_console",
                 status=409,
                 result={"cell": cell_id, "state": state},
@@ -330,7 +365,7 @@ def _enable_work(cell_id: str, dry_run: bool) -> Done:
             # Re-applied or edited outside the console since it disabled it: keep those
             # selectors (never overwrite someone's edit), drop the saved ones that no longer apply.
             ops = _enable_patch(obj, {"selectors": {}})  # restores nothing, drops the annotation
-            if not dry_run and not _patched(client, ops):
+            if not dry_run and _patched(client, ops) is None:
                 continue
             return Done(
                 Outcome.SUCCEEDED,
@@ -354,12 +389,142 @@ def _enable_work(cell_id: str, dry_run: bool) -> Done:
                     "patch": ops,
                 },
             )
-        if not _patched(client, ops):
+        written = _patched(client, ops)
+        if written is None:
             continue
+        _event(
+            cell_id,
+            written,
+            "WebhookEnabled",
+            f"Re-enabled by {user_name} through the console with the saved objectSelector: "
+            f"{_selectors_text(saved['selectors'])}",
+        )
         return Done(
             Outcome.SUCCEEDED,
             f"webhook re-enabled in {cell_id} with its saved selectors",
             {"cell": cell_id, "state": ENABLED, "changed": True, "restored": saved["selectors"]},
+        )
+    raise Failure(
+        f"the webhook configuration in {cell_id} kept changing under us ({ATTEMPTS} attempts)",
+        code="conflict",
+        status=409,
+    )
+
+
+RESTORABLE = (DISABLED_ELSEWHERE, PARTLY_DISABLED)
+
+
+def _configured_object(cell_id: str, current: Mapping[str, Any]) -> tuple[dict, str]:
+    """What the configuration renders for the cell, with the caBundle it names, and where that
+    caBundle came from. Without a readable CA in the configuration (the console's pods need
+    not hold the webhook's certificate) the registered caBundle is kept."""
+    cfg = config()
+    try:
+        pem, source = configured_ca_bundle(cfg)
+    except OSError as error:
+        if cfg.webhook.ca_bundle_file:  # named for this purpose: not reading it is an error
+            raise Failure(
+                f"cannot read webhook.ca_bundle_file: {error.strerror}; nothing changed",
+                code="config_error",
+                status=409,
+            ) from None
+        pem, source = None, None
+    try:
+        obj = render_webhook_configuration(cfg, cell_id, ca_bundle_pem=pem)
+    except ValueError as error:
+        raise Failure(f"{error}; nothing changed", code="config_error", status=409) from None
+    if pem is None:
+        registered = {w.get("name"): w.get("clientConfig") or {} for w in _webhooks(current)}
+        source = "kept from the registered object"
+        for webhook in obj["webhooks"]:
+            bundle = registered.get(webhook["name"], {}).get("caBundle")
+            if bundle:
+                webhook["clientConfig"]["caBundle"] = bundle
+            else:
+                source = "none (none configured, none registered)"
+    return obj, str(source)
+
+
+def _restore_work(cell_id: str, user_name: str, dry_run: bool) -> Done:
+    client = client_for(cell_id)
+    for _attempt in range(ATTEMPTS):
+        current = _read(client)
+        state = classify(current)
+        if current is None:
+            raise Failure(
+                f"no webhook is registered in {cell_id}: nothing to restore; register it with "
+                f"`manage.py webhookconfig --cell {cell_id} --apply`",
+                code="not_registered",
+                status=409,
+                result={"cell": cell_id, "state": NOT_REGISTERED},
+            )
+        if state == DISABLED_BY_CONSOLE:
+            raise Failure(
+                f"the webhook in {cell_id} was disabled by the console: Re-enable restores "
+                "exactly the selectors it saved",
+                code="disabled_by_console",
+                status=409,
+                result={"cell": cell_id, "state": state},
+            )
+        if state not in RESTORABLE:
+            return Done(
+                Outcome.SUCCEEDED,
+                f"the webhook in {cell_id} is {state}: nothing to restore; nothing changed",
+                {"cell": cell_id, "state": state, "changed": False},
+            )
+        rendered, ca_source = _configured_object(cell_id, current)
+        metadata = current.get("metadata") or {}
+        annotations = {
+            k: v for k, v in (metadata.get("annotations") or {}).items() if k != SAVED_ANNOTATION
+        }
+        body = {
+            **rendered,
+            "metadata": {
+                **rendered["metadata"],
+                "labels": {**(metadata.get("labels") or {}), **rendered["metadata"]["labels"]},
+                "resourceVersion": metadata.get("resourceVersion"),
+                **({"annotations": annotations} if annotations else {}),
+            },
+        }
+        previous = {w.get("name", ""): w.get("objectSelector") for w in _webhooks(current)}
+        restored = {w["name"]: w.get("objectSelector") for w in rendered["webhooks"]}
+        result = {
+            "cell": cell_id,
+            "state": state,
+            "changed": True,
+            "previous": {
+                "object_selectors": previous,
+                "resource_version": metadata.get("resourceVersion"),
+            },
+            "restored": restored,
+            "ca_bundle": ca_source,
+        }
+        if dry_run:
+            return Done(
+                Outcome.SUCCEEDED,
+                f"would re-register the webhook in {cell_id} from the configuration",
+                {**result, "object": body},
+            )
+        try:
+            written = client.replace(VALIDATING_WEBHOOKS, None, CONFIG_NAME, body)
+        except KubeError as error:
+            if _racing(error):
+                continue
+            raise
+        _event(
+            cell_id,
+            written,
+            "WebhookRestored",
+            f"Restored from the configuration by {user_name} through the console: "
+            f"objectSelector {_selectors_text(restored)} (was {_selectors_text(previous)}); "
+            f"caBundle {ca_source}",
+        )
+        result["state"] = classify(written)
+        return Done(
+            Outcome.SUCCEEDED,
+            f"webhook re-registered in {cell_id} from the configuration: its pod deletions "
+            "are judged again",
+            result,
         )
     raise Failure(
         f"the webhook configuration in {cell_id} kept changing under us ({ATTEMPTS} attempts)",
@@ -399,7 +564,24 @@ def enable(user: Any, cell_id: str, *, reason: Any, dry_run: bool = False) -> Ac
         reason=reason,
         parameters={"cell": cell_id},
         dry_run=dry_run,
-        work=lambda: _enable_work(cell_id, dry_run),
+        work=lambda: _enable_work(cell_id, user.get_username(), dry_run),
+    )
+
+
+def restore(user: Any, cell_id: str, *, reason: Any, dry_run: bool = False) -> ActionResult:
+    """Re-register the cell's webhook from the configuration (after a disable outside the
+    console); the record keeps the selectors it replaced."""
+    require_operator(user)
+    reason = clean_reason(reason)
+    _require_cell(cell_id)
+    return run_action(
+        user=user,
+        action=Action.WEBHOOK_RESTORE,
+        target=f"webhook/{cell_id}",
+        reason=reason,
+        parameters={"cell": cell_id},
+        dry_run=dry_run,
+        work=lambda: _restore_work(cell_id, user.get_username(), dry_run),
     )
 
 
@@ -453,4 +635,5 @@ __all__ = [
     "disable",
     "disable_all",
     "enable",
+    "restore",
 ]

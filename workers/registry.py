@@ -1,6 +1,8 @@
 """Which controllers a worker runs, from the configuration.
 
-- ``generator`` when at least one workload kind has a protection selector;
+- ``generator`` always: it generates PodProtectors for the workload kinds that have a
+  protection selector (none when there are none) and carries out ``remove-cell-once`` on every
+  PodProtector, generated or hand-made;
 - ``aggregator/<cellID>`` for every configured cell;
 - ``monitor`` when ``generator.monitor`` is on.
 
@@ -26,9 +28,7 @@ ControllerFactory = Callable[[PodseidonConfig], Iterable[Controller]]
 
 def controller_keys(config: PodseidonConfig) -> list[str]:
     """The lease keys of every controller the configuration asks for, in start order."""
-    keys = []
-    if config.generator.protection_selectors:
-        keys.append("generator")
+    keys = ["generator"]
     keys += [aggregator_key(cell_id) for cell_id in config.cell_ids]
     if config.generator.monitor:
         keys.append("monitor")

@@ -163,6 +163,9 @@ PODSEIDON_PROBE_TIMEOUT_SECONDS = env.float("PODSEIDON_PROBE_TIMEOUT_SECONDS", d
 PODSEIDON_PROBE_CACHE_SECONDS = env.float("PODSEIDON_PROBE_CACHE_SECONDS", default=5.0)
 # Timeout of each request an action makes (patches of PodProtectors and webhook configurations).
 PODSEIDON_ACTION_TIMEOUT_SECONDS = env.float("PODSEIDON_ACTION_TIMEOUT_SECONDS", default=10.0)
+# How long a cell removal waits for the generator to drop the cell from every targeted
+# PodProtector's status before it ends as partial, naming those still pending.
+PODSEIDON_REMOVAL_CONFIRM_SECONDS = env.float("PODSEIDON_REMOVAL_CONFIRM_SECONDS", default=60.0)
 
 CELERY_BROKER_URL = REDIS_URL
 CELERY_RESULT_BACKEND = None

@@ -93,6 +93,9 @@ def web_environment(work_dir: Path, config: dict[str, Any], port: int) -> dict[s
         "GUNICORN_WORKERS": "1",
         "PODSEIDON_METRICS_PORT": "0",
         "PROMETHEUS_MULTIPROC_DIR": str(work_dir / "metrics"),
+        # No generator runs here: a cell removal ends partial (naming what is still pending)
+        # within the form's wait instead of a minute later.
+        "PODSEIDON_REMOVAL_CONFIRM_SECONDS": "1",
     }
 
 

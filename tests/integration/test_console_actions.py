@@ -42,7 +42,7 @@ from webhook.services import NEVER_MATCHING_SELECTOR, SAVED_ANNOTATION
 from workers.controller import AlwaysValidFence, ControllerContext
 from workers.generator.controller import GeneratorController
 
-from .webhook_env import install_crd, write_aggregation
+from .webhook_env import create_protector, install_crd, write_aggregation
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db]
 
@@ -326,3 +326,244 @@ def test_disable_and_reenable_the_webhook_in_cell_a(clusters, site) -> None:
     finally:
         for kube in (cell_a, cell_b):
             kube.delete(VALIDATING_WEBHOOKS, None, name)
+
+
+# -- removal over generated, hand-made and dangling protectors ---------------------------------
+
+MIXED_RUN_LABEL = "podseidon-test/mix"
+
+
+@pytest.fixture
+def other_namespace(clusters) -> Iterator[str]:
+    """A namespace no generator watches: removals there stay pending."""
+    name = f"console-other-{uuid.uuid4().hex[:8]}"
+    core = k8s.CoreV1Api(clusters.api("core"))
+    core.create_namespace(k8s.V1Namespace(metadata=k8s.V1ObjectMeta(name=name)))
+    yield name
+
+
+def _hand_made(api: k8s.ApiClient, namespace: str, name: str, run: str, cells: dict) -> None:
+    create_protector(api, namespace, name, 1, {"app": name})
+    k8s.CustomObjectsApi(api).patch_namespaced_custom_object(
+        "podseidon.kubewharf.io",
+        "v1alpha1",
+        namespace,
+        "podprotectors",
+        name,
+        {"metadata": {"labels": {MIXED_RUN_LABEL: run}}},
+    )
+    write_aggregation(api, namespace, name, cells)
+
+
+def test_removal_over_50_mixed_protectors_reports_exact_counts(
+    clusters,
+    namespace,
+    other_namespace,
+    site,
+    generator,
+    settings,
+    operation_threads,  # noqa: F811
+) -> None:
+    """20 generated, 10 dangling (hand-made where the sandbox's force deletion is unavailable),
+    10 hand-made, 5 without cell-a, all in the generator's namespace; 5 hand-made with cell-a
+    in a namespace no generator watches. Exactly 40 lose cell-a; 5 stay pending, by name."""
+    core = generator
+    api = clusters.api("core")
+    run = uuid.uuid4().hex[:8]
+    # The console sees every namespace here (the selection is the label of this run).
+    settings.PODSEIDON = parse_config(
+        {**site["config"].model_dump(), "core": {"kubeconfig": site["kubeconfigs"]["core"]}}
+    )
+    settings.PODSEIDON_REMOVAL_CONFIRM_SECONDS = 10
+    cluster_clients.reset()
+
+    generated = [f"gen-{i:02d}" for i in range(20)]
+    dangling = [f"lost-{i:02d}" for i in range(10)]
+    for name in generated + dangling:
+        core.create(DEPLOYMENTS, namespace, _deployment(name))
+    wait_for(
+        lambda: len(core.list(PODPROTECTORS, namespace)["items"]) == 30,
+        "the generator to create 30 protectors",
+    )
+    for name in generated + dangling:
+        ppr = f"deployment-{name}"
+        core.patch(PODPROTECTORS, namespace, ppr, {"metadata": {"labels": {MIXED_RUN_LABEL: run}}})
+        _write_cells(api, namespace, ppr)
+    if clusters.is_sandbox:
+        for name in dangling:  # gone as if etcd lost them: their protectors dangle
+            core.request(
+                "DELETE", DEPLOYMENTS.path(namespace, name), query={"sandboxForce": "true"}
+            )
+    for i in range(10):
+        _hand_made(api, namespace, f"hand-{i:02d}", run, {"cell-a": 2, "cell-b": 2})
+    for i in range(5):
+        _hand_made(api, namespace, f"only-b-{i}", run, {"cell-b": 2})
+    unwatched = [f"elsewhere-{i}" for i in range(5)]
+    for name in unwatched:
+        _hand_made(api, other_namespace, name, run, {"cell-a": 1})
+
+    operation = finished_operation(
+        site["api"],
+        site["api"].post(
+            "/api/v1/cells/cell-a/remove-from-protectors/",
+            {"reason": "cell-a lost", "label_selector": f"{MIXED_RUN_LABEL}={run}"},
+            format="json",
+        ),
+        timeout=60,
+    )
+    result = operation["result"]
+    counts = {k: result[k] for k in ("matched", "annotated", "not_in_status", "failed")}
+    assert counts == {"matched": 50, "annotated": 45, "not_in_status": 5, "failed": 0}
+    assert (result["removed"], result["pending"]) == (40, 5), operation["message"]
+    assert operation["state"] == "partial"
+    assert sorted(p["protector"] for p in result["still_pending"]) == [
+        f"{other_namespace}/{name}" for name in unwatched
+    ]
+    assert all("not processed yet" in p["why"] for p in result["still_pending"])
+    assert operation["counts"]["removed"] == 40 and operation["counts"]["pending"] == 5
+
+    # What the counts say is what the cluster holds.
+    watched = core.list(PODPROTECTORS, namespace, label_selector=f"{MIXED_RUN_LABEL}={run}")
+    for ppr in watched["items"]:
+        cells = [c["cellID"] for c in ppr["status"]["cells"]]
+        assert cells == ["cell-b"], (ppr["metadata"]["name"], cells)
+    for name in unwatched:
+        ppr = core.get(PODPROTECTORS, other_namespace, name)
+        assert [c["cellID"] for c in ppr["status"]["cells"]] == ["cell-a"]
+
+    # One audit record, with the same counts; the page shows them.
+    records = site["api"].get("/api/v1/audit/", {"action": "remove-cell"}).json()["results"]
+    assert [(r["outcome"], r["result"]["removed"], r["result"]["pending"]) for r in records] == [
+        ("partial", 40, 5)
+    ]
+    browser = Client()
+    browser.force_login(User.objects.get(username="oscar"))
+    page = browser.get(f"/operations/{operation['id']}/").content.decode()
+    assert "<th>Removed from status</th><td>40</td>" in page
+    assert "<th>Still pending</th><td>5</td>" in page
+    assert f"{other_namespace}/elsewhere-0" in page
+    # Hand-made and dangling ones among them lose the annotation too (no workload event needed;
+    # it goes right after the status write).
+    wait_for(
+        lambda: not any(
+            constants.ANNOTATION_REMOVE_CELL_ONCE in (p["metadata"].get("annotations") or {})
+            for p in core.list(PODPROTECTORS, namespace, label_selector=f"{MIXED_RUN_LABEL}={run}")[
+                "items"
+            ]
+        ),
+        "every annotation in the generator's namespace to be processed",
+        10,
+    )
+    # The generator's finalizers on the dangling ones are released by the fixture's cleanup of
+    # deployments only for live workloads; drop them here.
+    if clusters.is_sandbox:
+        for name in dangling:
+            core.patch(
+                PODPROTECTORS, namespace, f"deployment-{name}", {"metadata": {"finalizers": None}}
+            )
+
+
+# -- the race with the aggregator --------------------------------------------------------------
+
+
+def test_a_paused_aggregator_keeps_the_removed_cell_removed(
+    clusters,
+    namespace,
+    site,
+    generator,
+    settings,
+    operation_threads,  # noqa: F811
+) -> None:
+    """The removal form's "pause the aggregator first": the real controller runtime (Redis
+    lease, switches from the database) runs cell-a's aggregator; the removal pauses it, drops
+    cell-a, and new pod events in cell-a do not bring it back. Resuming does: that is the race
+    the pause closes."""
+    if not clusters.is_sandbox:
+        pytest.skip("pods made ready by writing their status need the sandbox (no kubelet)")
+    import redis
+    from django.db import connections
+
+    from podseidon_site.config import CellConfig
+    from workers.aggregator.controller import AggregatorController
+    from workers.keys import RedisKeys
+    from workers.leases import Timings
+    from workers.runtime import ControllerManager
+    from workers.switches import load_paused
+
+    from .webhook_env import ready_pod
+
+    store = redis.Redis.from_url(settings.REDIS_URL, socket_timeout=2)
+    try:
+        store.ping()
+    except redis.RedisError as error:
+        pytest.skip(f"the controller runtime needs Redis at {settings.REDIS_URL}: {error}")
+    prefix = f"it-race-{uuid.uuid4().hex[:8]}"
+    settings.PODSEIDON_REDIS_PREFIX = prefix
+
+    cell_api = k8s.CoreV1Api(clusters.api("cell-a"))
+    cell_api.create_namespace(k8s.V1Namespace(metadata=k8s.V1ObjectMeta(name=namespace)))
+    for i in range(3):
+        ready_pod(cell_api, namespace, f"web-{i}", {"app": "web"})
+    create_protector(clusters.api("core"), namespace, "web", 1, {"app": "web"})
+
+    kubeconfigs = site["kubeconfigs"]
+    config = PodseidonConfig(
+        core=ClusterAccess(kubeconfig=kubeconfigs["core"], namespace=namespace),
+        cells=[CellConfig(id="cell-a", kubeconfig=kubeconfigs["cell-a"])],
+    )
+    shared = connections["default"]  # the test's database, shared as operation threads do
+
+    def switches() -> dict[str, bool]:
+        connections["default"] = shared
+        return load_paused()
+
+    manager = ControllerManager(
+        config,
+        [AggregatorController(config, "cell-a")],
+        client=store,
+        keys=RedisKeys(prefix),
+        switch_loader=switches,
+        timings=Timings(lease_duration=6.0, renew_deadline=4.0, retry_period=0.5),
+    )
+    core = generator
+
+    def cell_a_available() -> int | None:
+        status = core.get(PODPROTECTORS, namespace, "web").get("status") or {}
+        for cell in status.get("cells") or []:
+            if cell["cellID"] == "cell-a":
+                return cell["aggregation"].get("availableReplicas", 0)
+        return None
+
+    manager.start()
+    try:
+        wait_for(lambda: cell_a_available() == 3, "the aggregator to count cell-a's pods", 20)
+        operation = finished_operation(
+            site["api"],
+            site["api"].post(
+                "/api/v1/cells/cell-a/remove-from-protectors/",
+                {"reason": "cell-a lost", "pause_aggregator": True},
+                format="json",
+            ),
+            timeout=60,
+        )
+        assert operation["state"] == "succeeded", operation["message"]
+        assert (operation["result"]["removed"], operation["result"]["pending"]) == (1, 0)
+        assert operation["result"]["aggregator"]["stopped"] is True
+        assert manager.running() == {"aggregator/cell-a": False}
+
+        # Pod events in cell-a: a running aggregator would write cell-a back now.
+        ready_pod(cell_api, namespace, "web-3", {"app": "web"})
+        cell_api.delete_namespaced_pod("web-0", namespace)
+        time.sleep(3)
+        assert cell_a_available() is None, "the paused aggregator wrote cell-a back"
+
+        resumed = site["api"].post(
+            "/api/v1/cells/cell-a/aggregator/resume/", {"reason": "cell-a back"}, format="json"
+        )
+        assert resumed.status_code == 200, resumed.content
+        wait_for(lambda: cell_a_available() == 3, "the resumed aggregator to count cell-a", 20)
+    finally:
+        manager.stop(timeout=10)
+        for key in store.scan_iter(f"{prefix}:*"):
+            store.delete(key)
+        store.close()

@@ -8,6 +8,7 @@ fixture runs no built-in controllers, so no garbage collector: a deleted Deploym
 
 from __future__ import annotations
 
+import subprocess
 import threading
 import time
 import uuid
@@ -22,11 +23,13 @@ from prometheus_client import REGISTRY
 from podseidon_site.config import ClusterAccess, GeneratorConfig, PodseidonConfig
 from protectors import constants
 from protectors.kube.client import DEPLOYMENTS, PODPROTECTORS, STATEFULSETS, KubeClient, KubeError
+from protectors.kube.events import EVENTS
 from workers.controller import AlwaysValidFence, ControllerContext
 from workers.generator.controller import GeneratorController
 from workers.generator.protector import FINALIZER
 
-from .webhook_env import install_crd
+from .conftest import kubectl_path
+from .webhook_env import create_protector, install_crd
 
 pytestmark = pytest.mark.integration
 
@@ -371,6 +374,146 @@ def test_remove_cell_once_drops_the_cells_and_the_annotation(start_generator) ->
     assert [c["cellID"] for c in ppr["status"]["cells"]] == ["cell-b"]
     assert ppr["status"]["summary"]["aggregatedAvailableReplicas"] == 2
     assert ppr["spec"]["minAvailable"] == 3  # the spec is untouched
+
+
+# --- remove-cell-once on PodProtectors the generator did not make ----------------------------
+
+REMOVAL_DEADLINE = 5.0  # seconds from the annotation to a status without the cell
+
+
+def _cell(cell_id: str, available: int) -> dict[str, Any]:
+    return {
+        "cellID": cell_id,
+        "aggregation": {"totalReplicas": available, "availableReplicas": available},
+        "admissionHistory": {"buckets": []},
+    }
+
+
+def _with_cells(gen: Generator, name: str, cells: dict[str, int]) -> None:
+    ppr = gen.protector(name)
+    assert ppr is not None
+    total = sum(cells.values())
+    ppr["status"] = {
+        "cells": [_cell(c, n) for c, n in cells.items()],
+        "summary": {
+            "totalReplicas": total,
+            "aggregatedAvailableReplicas": total,
+            "estimatedAvailableReplicas": total,
+        },
+    }
+    gen.kube.replace_status(PODPROTECTORS, gen.namespace, name, ppr)
+
+
+def _cells_of(gen: Generator, name: str) -> list[str]:
+    ppr = gen.protector(name) or {}
+    return [c["cellID"] for c in (ppr.get("status") or {}).get("cells") or []]
+
+
+def _removed_within_deadline(gen: Generator, name: str, cell: str, annotated_at: float) -> dict:
+    """The protector once its status no longer holds ``cell`` (the status, not the annotation,
+    is what the webhook judges by), and not later than REMOVAL_DEADLINE after annotating."""
+    wait_for(lambda: cell not in _cells_of(gen, name), f"{cell} to leave {name}'s status", 10)
+    elapsed = time.monotonic() - annotated_at
+    assert elapsed < REMOVAL_DEADLINE, f"{name}: {cell} left status only after {elapsed:.1f}s"
+    ppr = gen.protector(name)
+    assert ppr is not None
+    return ppr
+
+
+def _events_of(gen: Generator, name: str) -> list[tuple[str, str]]:
+    assert gen.controller.flush_events(5)
+    listing = gen.kube.list(EVENTS, gen.namespace, field_selector=f"involvedObject.name={name}")[
+        "items"
+    ]
+    return sorted((e["reason"], e["message"]) for e in listing)
+
+
+def test_remove_cell_once_on_a_hand_made_protector(clusters, start_generator) -> None:
+    # No workload kind to generate for: the generator still carries out remove-cell-once.
+    gen = start_generator(protection_selectors={})
+    create_protector(clusters.api("core"), gen.namespace, "handmade", 2, {"app": "pay"})
+    _with_cells(gen, "handmade", {"cell-a": 3, "cell-b": 3})
+
+    # The runbook's own command, with the real kubectl where there is one.
+    annotated_at = time.monotonic()
+    if kubectl_path() is not None:
+        subprocess.run(
+            [
+                kubectl_path() or "kubectl",
+                "--kubeconfig",
+                str(clusters.kubeconfigs["core"]),
+                "-n",
+                gen.namespace,
+                "annotate",
+                "ppr",
+                "handmade",
+                "--overwrite",
+                f"{constants.ANNOTATION_REMOVE_CELL_ONCE}=cell-b",
+            ],
+            check=True,
+            capture_output=True,
+            timeout=30,
+        )
+    else:
+        gen.patch(
+            PODPROTECTORS,
+            "handmade",
+            {"metadata": {"annotations": {constants.ANNOTATION_REMOVE_CELL_ONCE: "cell-b"}}},
+        )
+    ppr = _removed_within_deadline(gen, "handmade", "cell-b", annotated_at)
+    assert [c["cellID"] for c in ppr["status"]["cells"]] == ["cell-a"]
+    assert ppr["status"]["summary"]["aggregatedAvailableReplicas"] == 3
+    wait_for(
+        lambda: constants.ANNOTATION_REMOVE_CELL_ONCE
+        not in ((gen.protector("handmade") or {})["metadata"].get("annotations") or {}),
+        "the annotation to go",
+    )
+    reasons = [reason for reason, _ in _events_of(gen, "handmade")]
+    assert reasons == ["CellRemoved", "RemoveCellOnceProcessed"]
+    assert REGISTRY.get_sample_value("generator_remove_cell_once_total", {"result": "removed"})
+    if kubectl_path() is not None:
+        described = subprocess.run(
+            [
+                kubectl_path() or "kubectl",
+                "--kubeconfig",
+                str(clusters.kubeconfigs["core"]),
+                "-n",
+                gen.namespace,
+                "describe",
+                "ppr",
+                "handmade",
+            ],
+            check=True,
+            capture_output=True,
+            text=True,
+            timeout=30,
+        ).stdout
+        assert "CellRemoved" in described and "Removed cell(s) cell-b from status" in described
+        assert "RemoveCellOnceProcessed" in described
+
+
+def test_remove_cell_once_on_a_dangling_protector(clusters, start_generator) -> None:
+    if not clusters.is_sandbox:
+        pytest.skip("making a workload vanish without a deletion needs the sandbox's sandboxForce")
+    gen = start_generator()
+    gen.create_workload(DEPLOYMENTS, "lost")
+    gen.wait_protector("deployment-lost")
+    _with_cells(gen, "deployment-lost", {"cell-a": 2, "cell-b": 2})
+    # Gone as if etcd lost it: no deletionTimestamp, so the generator keeps its protector.
+    gen.kube.request(
+        "DELETE", DEPLOYMENTS.path(gen.namespace, "lost"), query={"sandboxForce": "true"}
+    )
+    wait_for(lambda: gen.controller.dangling(), "the protector to dangle")
+
+    annotated_at = time.monotonic()
+    gen.patch(
+        PODPROTECTORS,
+        "deployment-lost",
+        {"metadata": {"annotations": {constants.ANNOTATION_REMOVE_CELL_ONCE: "cell-a"}}},
+    )
+    ppr = _removed_within_deadline(gen, "deployment-lost", "cell-a", annotated_at)
+    assert ppr["status"]["summary"]["aggregatedAvailableReplicas"] == 2
+    assert gen.controller.dangling() == [("deployments.apps", gen.namespace, "lost")]
 
 
 # --- the StatefulSet plugin -------------------------------------------------------------------

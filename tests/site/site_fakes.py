@@ -25,17 +25,25 @@ FIELDS = {
     "involvedObject.name": lambda obj: (obj.get("involvedObject") or {}).get("name"),
     "spec.nodeName": lambda obj: (obj.get("spec") or {}).get("nodeName"),
 }
+REMOVE_CELL_ONCE = "podseidon.kubewharf.io/remove-cell-once"
 
 
 class FakeCluster:
-    """Just enough of an API server for the services: get, list, patch, create, /version."""
+    """Just enough of an API server for the services: get, list, patch, create, /version.
+
+    With ``generator`` set, every list first does what the generator would: PodProtectors that
+    carry ``remove-cell-once`` lose the named cells from status and the annotation.
+    """
 
     def __init__(self, name: str) -> None:
         self.name = name
         self.objects: dict[tuple[str, str, str], dict] = {}
         self._rv = itertools.count(100)
         self.writes: list[tuple[str, str, Any]] = []
+        self.events: list[dict] = []
         self.fail_patches_for: set[str] = set()
+        self.generator = False
+        self._lock = threading.RLock()
 
     def _key(self, resource: Resource, namespace: str | None, name: str) -> tuple[str, str, str]:
         return (resource.plural, namespace or "", name)
@@ -63,9 +71,54 @@ class FakeCluster:
             raise self._missing(resource, name)
         return copy.deepcopy(obj)
 
+    def run_generator(self) -> int:
+        """Carry out every remove-cell-once now; returns how many protectors changed."""
+        done = 0
+        with self._lock:
+            for key, obj in list(self.objects.items()):
+                annotations = obj["metadata"].get("annotations") or {}
+                value = annotations.get(REMOVE_CELL_ONCE)
+                if key[0] != "podprotectors" or value is None:
+                    continue
+                cells = {c.strip() for c in value.split(",")}
+                status = obj.get("status") or {}
+                status["cells"] = [c for c in status.get("cells") or [] if c["cellID"] not in cells]
+                annotations = {k: v for k, v in annotations.items() if k != REMOVE_CELL_ONCE}
+                obj["metadata"]["annotations"] = annotations
+                obj["metadata"]["resourceVersion"] = str(next(self._rv))
+                done += 1
+        return done
+
+    def create(self, resource: Resource, namespace: str | None, obj: dict) -> dict:
+        if resource.plural != "events":
+            raise KubeError(
+                405, "MethodNotAllowed", f"the fake creates only events, not {resource}"
+            )
+        with self._lock:
+            self.events.append(copy.deepcopy(obj))
+        return copy.deepcopy(obj)
+
+    def replace(self, resource: Resource, namespace: str | None, name: str, obj: dict) -> dict:
+        key = self._key(resource, namespace, name)
+        with self._lock:
+            current = self.objects.get(key)
+            if current is None:
+                raise self._missing(resource, name)
+            wanted = (obj.get("metadata") or {}).get("resourceVersion")
+            if wanted != current["metadata"]["resourceVersion"]:
+                raise KubeError(409, "Conflict", "the object has been modified")
+            new = copy.deepcopy(obj)
+            new["metadata"]["uid"] = current["metadata"].get("uid")
+            new["metadata"]["resourceVersion"] = str(next(self._rv))
+            self.objects[key] = new
+            self.writes.append(("PUT", name, obj))
+        return copy.deepcopy(new)
+
     def list(self, resource: Resource, namespace: str | None = None, **kwargs: Any) -> dict:
         from protectors.selectors import parse_selector_string
 
+        if self.generator and resource.plural == "podprotectors":
+            self.run_generator()
         selector = kwargs.get("label_selector")
         parsed = parse_selector_string(selector) if selector else None
         field = kwargs.get("field_selector")

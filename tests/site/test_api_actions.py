@@ -128,6 +128,7 @@ def test_remove_rejects_bad_filters(core, operator_api, body, field) -> None:
 
 
 def test_remove_cell_annotates_protectors_that_have_it(core, operator_api) -> None:
+    # No generator runs here: the annotations stay, and the removal says so.
     response = operator_api.post(
         "/api/v1/cells/cell-a/remove-from-protectors/",
         {"reason": "cell-a lost"},
@@ -140,11 +141,19 @@ def test_remove_cell_annotates_protectors_that_have_it(core, operator_api) -> No
     assert response["Location"] == started["status_url"]
     body = finished_operation(operator_api, response)
     result = body["result"]
-    assert body["state"] == "succeeded"
+    assert body["state"] == "partial"
     assert (body["total"], body["done"], body["failed"], body["percent"]) == (4, 4, 0, 100)
-    assert body["counts"] == {"annotated": 3, "not_in_status": 1}
+    assert body["counts"] == {"annotated": 3, "not_in_status": 1, "removed": 0, "pending": 3}
     assert (result["matched"], result["annotated"], result["not_in_status"]) == (4, 3, 1)
+    assert (result["removed"], result["pending"]) == (0, 3)
     assert sorted(result["changed"]) == ["ns-1/api", "ns-1/web", "ns-2/db"]
+    assert sorted(p["protector"] for p in result["still_pending"]) == [
+        "ns-1/api",
+        "ns-1/web",
+        "ns-2/db",
+    ]
+    assert "not processed yet" in result["still_pending"][0]["why"]
+    assert "still holding cell-a: 3" in body["message"]
 
     def annotation(ns, name):
         return core.get(PODPROTECTORS, ns, name)["metadata"].get("annotations", {}).get(REMOVE)
@@ -156,10 +165,18 @@ def test_remove_cell_annotates_protectors_that_have_it(core, operator_api) -> No
     assert (record.action, record.target, record.outcome) == (
         "remove-cell",
         "cell/cell-a",
-        "succeeded",
+        "partial",
     )
     assert record.username == "otto" and record.reason == "cell-a lost"
     assert record.result["annotated"] == 3 and body["audit_id"] == record.pk
+    # Each annotated protector got an Event naming who asked and the operation.
+    assert _flush_events()
+    requested = [e for e in core.events if e["reason"] == "RemoveCellRequested"]
+    assert sorted(e["involvedObject"]["name"] for e in requested) == ["api", "db", "web"]
+    assert (
+        f"otto asked to remove cell-a from status (operation #{body['id']})"
+        in (requested[0]["message"])
+    )
 
     again = finished_operation(
         operator_api,
@@ -167,10 +184,119 @@ def test_remove_cell_annotates_protectors_that_have_it(core, operator_api) -> No
             "/api/v1/cells/cell-a/remove-from-protectors/", {"reason": "again"}, format="json"
         ),
     )
-    assert again["state"] == "succeeded" and again["id"] != body["id"]
+    assert again["state"] == "partial" and again["id"] != body["id"]
     assert (again["result"]["annotated"], again["result"]["already_pending"]) == (0, 3)
+    assert again["result"]["pending"] == 3
     assert annotation("ns-2", "db") == "cell-x,cell-a"
     assert len(records()) == 2
+
+
+def _flush_events() -> bool:
+    from protectors.clusters import CORE, recorder_for
+
+    return recorder_for(CORE).flush(5)
+
+
+def test_remove_cell_succeeds_once_the_cell_has_left_every_status(core, operator_api) -> None:
+    core.generator = True  # what the generator does with the annotations
+    body = finished_operation(
+        operator_api,
+        operator_api.post(
+            "/api/v1/cells/cell-a/remove-from-protectors/", {"reason": "r"}, format="json"
+        ),
+    )
+    assert body["state"] == "succeeded", body["message"]
+    result = body["result"]
+    assert (result["annotated"], result["removed"], result["pending"]) == (3, 3, 0)
+    assert result["still_pending"] == []
+    assert "cell-a removed from 3 of 3" in body["message"]
+    for ns, name in (("ns-1", "web"), ("ns-1", "api"), ("ns-2", "db")):
+        cells = [c["cellID"] for c in core.get(PODPROTECTORS, ns, name)["status"]["cells"]]
+        assert cells == ["cell-b"]
+
+
+def test_a_cell_written_back_after_its_removal_is_reported_pending(
+    core, operator_api, monkeypatch
+) -> None:
+    from protectors import services
+
+    core.generator = True
+    original = core.run_generator
+
+    def generator_then_aggregator() -> int:
+        done = original()
+        # An aggregator that was not paused writes cell-a back into "web".
+        obj = core.objects[("podprotectors", "ns-1", "web")]
+        if all(c["cellID"] != "cell-a" for c in obj["status"]["cells"]):
+            obj["status"]["cells"].append({"cellID": "cell-a", "aggregation": {}})
+        return done
+
+    monkeypatch.setattr(core, "run_generator", generator_then_aggregator)
+    monkeypatch.setattr(services, "CONFIRM_POLL_SECONDS", 0.05)
+    body = finished_operation(
+        operator_api,
+        operator_api.post(
+            "/api/v1/cells/cell-a/remove-from-protectors/", {"reason": "r"}, format="json"
+        ),
+    )
+    assert body["state"] == "partial"
+    assert (body["result"]["removed"], body["result"]["pending"]) == (2, 1)
+    (pending,) = body["result"]["still_pending"]
+    assert pending["protector"] == "ns-1/web"
+    assert (
+        "written back after its removal (is the aggregator of cell-a paused?)" in (pending["why"])
+    )
+
+
+def test_a_removal_that_cannot_re_read_says_so(core, operator_api, monkeypatch) -> None:
+    from protectors.kube.client import KubeError
+
+    original = core.list
+    calls = []
+
+    def list_once(*args, **kwargs):
+        calls.append(args)
+        if len(calls) > 1:  # the core cluster goes away after the annotations
+            raise KubeError(0, "Unreachable", "connection refused")
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(core, "list", list_once)
+    monkeypatch.setattr(core, "list_all", list_once)
+    body = finished_operation(
+        operator_api,
+        operator_api.post(
+            "/api/v1/cells/cell-a/remove-from-protectors/", {"reason": "r"}, format="json"
+        ),
+    )
+    assert body["state"] == "partial"
+    assert body["result"]["annotated"] == 3 and body["result"]["pending"] == 3
+    assert all(
+        p["why"] == "could not re-read it: cluster unreachable: connection refused"
+        for p in body["result"]["still_pending"]
+    )
+
+
+def test_remove_cell_can_pause_the_aggregator_first(core, operator_api) -> None:
+    core.generator = True
+    body = finished_operation(
+        operator_api,
+        operator_api.post(
+            "/api/v1/cells/cell-a/remove-from-protectors/",
+            {"reason": "cell-a lost", "pause_aggregator": True},
+            format="json",
+        ),
+    )
+    assert body["state"] == "succeeded"
+    assert body["parameters"]["pause_aggregator"] is True
+    aggregator = body["result"]["aggregator"]
+    assert aggregator["paused"] is True and aggregator["stopped"] in (True, None)
+    assert ControllerSwitch.objects.get(controller_key="aggregator/cell-a").paused
+    # Two actions, each audited once: the pause, then the removal.
+    assert [(r.action, r.outcome) for r in records()] == [
+        ("controller-pause", "succeeded"),
+        ("remove-cell", "succeeded"),
+    ]
+    assert records()[0].reason == "before removing cell-a: cell-a lost"
 
 
 def test_remove_cell_filters(core, operator_api) -> None:
@@ -233,7 +359,7 @@ def test_remove_cell_retries_conflicts(core, operator_api, monkeypatch) -> None:
             "/api/v1/cells/cell-a/remove-from-protectors/", {"reason": "r"}, format="json"
         ),
     )
-    assert body["state"] == "succeeded" and body["result"]["annotated"] == 3
+    assert body["result"]["annotated"] == 3 and body["result"]["failed"] == 0
     assert core.get(PODPROTECTORS, "ns-1", "web")["metadata"]["annotations"][REMOVE] == "cell-a"
 
 
@@ -314,7 +440,7 @@ def test_a_running_removal_shows_progress_and_is_joined_not_repeated(
     finally:
         gate.open()
     body = finished_operation(operator_api, first)
-    assert body["state"] == "succeeded" and body["done"] == 4
+    assert body["state"] == "partial" and body["done"] == 4  # no generator: still pending
     finished_operation(operator_api, other)
     # One audit record per operation, none for the joined request.
     assert sorted(r.reason for r in records()) == ["first", "subset"]
@@ -476,6 +602,123 @@ def test_disabled_elsewhere_cannot_be_enabled_and_is_not_resaved(fakes, operator
     response = operator_api.post("/api/v1/webhook/cell-a/enable/", {"reason": "r"})
     assert response.status_code == 409
     assert response.json()["error"]["code"] == "not_disabled_by_console"
+
+
+@pytest.fixture
+def configured_url(podseidon, settings):
+    """The configuration names where kube-apiserver calls the webhook (restore renders it)."""
+    from podseidon_site.config import parse_config
+
+    settings.PODSEIDON = parse_config(
+        {
+            **podseidon.model_dump(exclude={"webhook"}),
+            "webhook": {"url": "https://podseidon-webhook.example.internal:8843"},
+        }
+    )
+    return settings.PODSEIDON
+
+
+def _disabled_by_kubectl(fakes) -> dict:
+    """Registered from the configuration with a caBundle, then the runbook's kubectl patch."""
+    from django.conf import settings
+
+    from webhook.registration import render_webhook_configuration
+
+    obj = render_webhook_configuration(settings.PODSEIDON, "cell-a", ca_bundle_pem=b"CA-PEM")
+    obj["metadata"]["annotations"] = {"cert-manager.io/inject-ca-from": "podseidon/webhook"}
+    obj["webhooks"][0]["objectSelector"] = NEVER_MATCHING_SELECTOR
+    return fakes["cell-a"].add(VALIDATING_WEBHOOKS, obj)
+
+
+def test_restore_from_configuration_after_a_disable_elsewhere(fakes, configured_url, operator_api):
+    from django.conf import settings
+
+    from protectors.clusters import recorder_for
+    from webhook.registration import object_selector
+
+    before = _disabled_by_kubectl(fakes)
+    state = operator_api.get("/api/v1/webhook/").json()["cells"][0]
+    assert state["state"] == "disabled-by-someone-else"
+    dry = operator_api.post("/api/v1/webhook/cell-a/restore/", {"reason": "r", "dry_run": True})
+    assert dry.status_code == 200 and dry.json()["result"]["changed"] is True
+    assert stored_webhook(fakes, "cell-a") == before
+
+    response = operator_api.post("/api/v1/webhook/cell-a/restore/", {"reason": "back on"})
+    assert response.status_code == 200, response.content
+    body = response.json()
+    stored = stored_webhook(fakes, "cell-a")
+    hook = stored["webhooks"][0]
+    configured = object_selector(settings.PODSEIDON)
+    assert hook["objectSelector"] == configured
+    # The caBundle the operator registered is kept (the console holds no CA file here).
+    assert hook["clientConfig"]["caBundle"] == before["webhooks"][0]["clientConfig"]["caBundle"]
+    assert hook["clientConfig"]["url"].endswith("/cell-a")
+    # Someone else's annotation stays.
+    assert stored["metadata"]["annotations"] == {
+        "cert-manager.io/inject-ca-from": "podseidon/webhook"
+    }
+    result = body["result"]
+    assert result["previous"]["object_selectors"] == {WEBHOOK_NAME: NEVER_MATCHING_SELECTOR}
+    assert result["previous"]["resource_version"] == before["metadata"]["resourceVersion"]
+    assert result["restored"] == {WEBHOOK_NAME: configured}
+    assert result["ca_bundle"] == "kept from the registered object"
+    assert operator_api.get("/api/v1/webhook/").json()["cells"][0]["state"] == "enabled"
+    dry_record, record = records()
+    assert dry_record.dry_run and (record.action, record.outcome) == (
+        "webhook-restore",
+        "succeeded",
+    )
+    assert record.result["previous"]["object_selectors"] == {WEBHOOK_NAME: NEVER_MATCHING_SELECTOR}
+    assert recorder_for("cell-a").flush(5)
+    (event,) = [e for e in fakes["cell-a"].events if e["reason"] == "WebhookRestored"]
+    assert event["involvedObject"]["kind"] == "ValidatingWebhookConfiguration"
+    assert event["metadata"]["namespace"] == "default"
+    assert "by otto" in event["message"] and "not-match-anything" in event["message"]
+
+    # Again: nothing to restore, nothing written.
+    again = operator_api.post("/api/v1/webhook/cell-a/restore/", {"reason": "again"}).json()
+    assert again["result"]["changed"] is False
+    assert stored_webhook(fakes, "cell-a") == stored
+
+
+def test_restore_writes_the_configured_ca_bundle(fakes, configured_url, operator_api, tmp_path):
+    import base64
+
+    from django.conf import settings
+
+    from podseidon_site.config import parse_config
+
+    ca = tmp_path / "ca.crt"
+    ca.write_bytes(b"CONFIGURED-CA")
+    settings.PODSEIDON = parse_config(
+        {
+            **configured_url.model_dump(exclude={"webhook"}),
+            "webhook": {**configured_url.webhook.model_dump(), "ca_bundle_file": str(ca)},
+        }
+    )
+    _disabled_by_kubectl(fakes)
+    body = operator_api.post("/api/v1/webhook/cell-a/restore/", {"reason": "r"}).json()
+    assert body["result"]["ca_bundle"] == "webhook.ca_bundle_file"
+    bundle = stored_webhook(fakes, "cell-a")["webhooks"][0]["clientConfig"]["caBundle"]
+    assert base64.b64decode(bundle) == b"CONFIGURED-CA"
+    assert str(tmp_path) not in json.dumps(body)
+
+
+def test_restore_refuses_what_it_should_not_touch(fakes, operator_api):
+    # The console disabled it: Re-enable restores exactly, not the configuration.
+    fakes["cell-a"].add(VALIDATING_WEBHOOKS, webhook_configuration(ORIGINAL))
+    operator_api.post("/api/v1/webhook/cell-a/disable/", {"reason": "r"})
+    response = operator_api.post("/api/v1/webhook/cell-a/restore/", {"reason": "r"})
+    assert response.status_code == 409
+    assert response.json()["error"]["code"] == "disabled_by_console"
+    # Nothing the configuration can render (no webhook.url): refused, nothing written.
+    fakes["cell-b"].add(VALIDATING_WEBHOOKS, webhook_configuration(NEVER_MATCHING_SELECTOR))
+    before = stored_webhook(fakes, "cell-b")
+    response = operator_api.post("/api/v1/webhook/cell-b/restore/", {"reason": "r"})
+    assert response.status_code == 409
+    assert response.json()["error"]["code"] == "config_error"
+    assert stored_webhook(fakes, "cell-b") == before
+    assert [r.outcome for r in records()] == ["succeeded", "failed", "failed"]
 
 
 def test_not_registered(fakes, operator_api):

@@ -114,17 +114,38 @@ def test_csrf_is_enforced(world, users) -> None:
 
 
 def test_remove_cell_with_the_typed_id(world, users) -> None:
+    world["core"].generator = True  # what the generator does with the annotations
     response = logged_in(users["operator"]).post("/cells/cell-a/remove/", REMOVE_FORM, follow=True)
     assert response.redirect_chain[-1][0] == "/cells/"
     text = shown(response)
-    assert "4 matched; annotated 3;" in text
+    assert "4 matched; annotated 3;" in text and "cell-a removed from 3 of 3" in text
     for ns, name in (("ns-1", "web"), ("ns-1", "api"), ("ns-2", "db")):
-        assert annotations(world, ns, name)[REMOVE] == "cell-a"
+        status = world["core"].get(PODPROTECTORS, ns, name)["status"]
+        assert [c["cellID"] for c in status["cells"]] == ["cell-b"]
     assert REMOVE not in annotations(world, "ns-2", "only-b")
     record = AuditRecord.objects.get()
     assert (record.action, record.target, record.username) == ("remove-cell", "cell/cell-a", "otto")
     assert record.reason == "cell-a is gone" and record.outcome == "succeeded"
     assert f"audit record #{record.pk}" in text
+
+
+def test_the_removal_form_warns_of_a_running_aggregator_and_can_pause_it(world, users) -> None:
+    world["core"].generator = True
+    client = logged_in(users["operator"])
+    page = client.get("/cells/").content.decode()
+    assert "The aggregator of cell-a is <strong>not paused</strong>" in page
+    assert 'name="pause_aggregator" value="1" checked' in page
+    response = client.post(
+        "/cells/cell-a/remove/", {**REMOVE_FORM, "pause_aggregator": "1"}, follow=True
+    )
+    assert "cell-a removed from 3 of 3" in shown(response)
+    assert ControllerSwitch.objects.get(controller_key="aggregator/cell-a").paused
+    assert list(AuditRecord.objects.order_by("id").values_list("action", flat=True)) == [
+        "controller-pause",
+        "remove-cell",
+    ]
+    page = client.get("/cells/").content.decode()
+    assert "The aggregator of cell-a is paused: it will not write cell-a back." in page
 
 
 @pytest.mark.parametrize("typed", ["", "cell-b", "CELL-A", "cell-ax"])
@@ -148,6 +169,7 @@ def test_remove_cell_dry_run_and_filters(world, users) -> None:
         "/cells/cell-a/remove/", {**REMOVE_FORM, "label_selector": "tier=front"}, follow=True
     )
     assert "1 matched; annotated 1" in shown(response)
+    assert "still holding cell-a: 1 (ns-1/api)" in shown(response)  # no generator here
     assert annotations(world, "ns-1", "api")[REMOVE] == "cell-a"
     assert REMOVE not in annotations(world, "ns-1", "web")
     response = client.post(
@@ -204,6 +226,34 @@ def test_disable_and_re_enable_the_webhook(world, users) -> None:
     assert "re-enabled" in shown(response)
     assert webhook_selector(world, "cell-a") == ORIGINAL
     assert AuditRecord.objects.count() == 2
+
+
+def test_restore_from_configuration_is_offered_after_a_disable_elsewhere(
+    world, users, settings
+) -> None:
+    from podseidon_site.config import parse_config
+    from webhook.registration import object_selector
+
+    settings.PODSEIDON = parse_config(
+        {
+            **settings.PODSEIDON.model_dump(exclude={"webhook"}),
+            "webhook": {"url": "https://podseidon-webhook.example.internal:8843"},
+        }
+    )
+    client = logged_in(users["operator"])
+    hook = world["cell-a"].objects[("validatingwebhookconfigurations", "", WEBHOOK_NAME)]
+    hook["webhooks"][0]["objectSelector"] = NEVER_MATCHING_SELECTOR  # the runbook's kubectl
+    page = client.get("/webhook/").content.decode()
+    assert "disabled by someone else" in page
+    assert 'action="/webhook/cell-a/restore/"' in page and "Restore from configuration" in page
+    assert 'action="/webhook/cell-a/enable/"' not in page
+    response = client.post("/webhook/cell-a/restore/", {"reason": "drill over"}, follow=True)
+    assert "webhook re-registered in cell-a from the configuration" in shown(response)
+    assert webhook_selector(world, "cell-a") == object_selector(settings.PODSEIDON)
+    record = AuditRecord.objects.get()
+    assert (record.action, record.outcome) == ("webhook-restore", "succeeded")
+    page = client.get("/webhook/").content.decode()
+    assert 'action="/webhook/cell-a/restore/"' not in page
 
 
 def test_disable_all_needs_the_confirmation(world, users) -> None:
@@ -265,9 +315,14 @@ def test_a_long_removal_continues_in_the_background_with_its_progress_shown(
         time.sleep(0.02)
     page = client.get(f"/operations/{operation.pk}/").content.decode()
     assert 'http-equiv="refresh"' not in page
-    assert "succeeded" in page and "4 of 4 done" in page
-    assert "Remove cell-a from PodProtectors: 4 matched; annotated 3;" in page
-    assert "4 matched; annotated 3;" in page
+    # Nothing removed cell-a from status (no generator here): the page says so, by name.
+    assert "partly succeeded" in page and "4 of 4 done" in page
+    assert "Remove cell-a from PodProtectors: PARTLY FAILED: 4 matched; annotated 3;" in page
+    assert "<th>Annotated</th><td>3</td>" in page
+    assert "<th>Removed from status</th><td>0</td>" in page
+    assert "<th>Still pending</th><td>3</td>" in page
+    assert "<h2>Still pending</h2>" in page and "ns-2/db" in page
+    assert "annotated, not processed yet (is the generator running?)" in page
     record = AuditRecord.objects.get()
     assert operation.audit_record_id == record.pk and f"#{record.pk}" in page
     assert Operation.objects.count() == 1

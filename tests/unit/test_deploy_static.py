@@ -1,7 +1,8 @@
 """What can be checked of deploy/ and the Dockerfile without a cluster or a Docker engine.
 
 RBAC: the Kubernetes requests each component's code makes are read from the code itself (every
-``client.<verb>(RESOURCE, ...)`` call and every ``Informer(client, RESOURCE)``), and each
+``client.<verb>(RESOURCE, ...)`` call, every ``Informer(client, RESOURCE)``, and every
+``EventRecorder(client, ...)``, which creates Events and patches their count), and each
 component's roles must grant exactly those, with no wildcard. A new call in the code without a
 matching rule, or a rule no code needs, fails here.
 
@@ -159,6 +160,8 @@ def requests_in(tree: ast.Module, constants: dict[str, tuple[str, str]]) -> set[
         if isinstance(func, ast.Name) and func.id == "Informer" and len(node.args) >= 2:
             for group, plural in _resolve(node.args[1], constants) or ():
                 found |= {(group, plural, "list"), (group, plural, "watch")}
+        elif isinstance(func, ast.Name) and func.id == "EventRecorder" and node.args:
+            found |= {("", "events", "create"), ("", "events", "patch")}
         elif isinstance(func, ast.Attribute) and func.attr in CLIENT_VERBS and node.args:
             targets = _resolve(node.args[0], constants)
             if targets is None:
@@ -290,7 +293,11 @@ def test_a_new_kubernetes_call_in_the_code_needs_a_rule() -> None:
 
 def test_console_may_touch_only_the_podseidon_webhook_configuration() -> None:
     rules = load_roles()["podseidon-console-cell"]["rules"]
-    assert [r.get("resourceNames") for r in rules] == [["podseidon.kubewharf.io"]]
+    webhook_rules = [r for r in rules if "validatingwebhookconfigurations" in r["resources"]]
+    assert [r.get("resourceNames") for r in webhook_rules] == [["podseidon.kubewharf.io"]]
+    # Besides it, only the Events telling what its actions did.
+    others = [r for r in rules if r not in webhook_rules]
+    assert [(r["resources"], r["verbs"]) for r in others] == [(["events"], ["create", "patch"])]
 
 
 # -- Dockerfile -------------------------------------------------------------------------------

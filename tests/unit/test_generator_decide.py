@@ -10,7 +10,6 @@ from protectors import constants
 from protectors.selectors import parse_selector_string
 from workers.generator.decide import (
     Options,
-    RemoveCells,
     UpdateProtector,
     decide,
     is_required,
@@ -145,19 +144,15 @@ CASES = [
     ("vanished-no-protector", ABSENT, None, workload(), False, [], False, False),
     ("vanished-foreign-protector", ABSENT, protector(managed=False, finalizer=False), None,
      False, [], False, False),
-    ("remove-cell-once", workload(), protector(remove_cells="cell-a, cell-b", cells=("cell-a",
-     "cell-b", "cell-c")), None, False, ["RemoveCells", "DropRemoveCellAnnotation"], True,
-     False),
-    ("remove-cell-once-unknown-cells", workload(),
-     protector(remove_cells="cell-x", cells=("cell-a",)), None, False,
-     ["DropRemoveCellAnnotation"], True, False),
-    ("remove-cell-once-empty", workload(), protector(remove_cells=" , "), None, False,
-     ["DropRemoveCellAnnotation"], True, False),
+    # remove-cell-once is not a workload matter (workers/generator/cell_removal.py does it for
+    # every PodProtector): the workload reconcile leaves it alone.
+    ("remove-cell-once-ignored", workload(), protector(remove_cells="cell-a, cell-b",
+     cells=("cell-a", "cell-b", "cell-c")), None, False, [], True, False),
     ("remove-cell-once-and-spec", workload(replicas=9),
      protector(remove_cells="cell-a", cells=("cell-a",)), None, False,
-     ["UpdateProtector", "RemoveCells", "DropRemoveCellAnnotation"], True, False),
+     ["UpdateProtector"], True, False),
     ("remove-cell-once-on-dangling", ABSENT, protector(remove_cells="cell-a", cells=("cell-a",)),
-     None, False, ["RemoveCells", "DropRemoveCellAnnotation"], True, True),
+     None, False, [], True, True),
 ]  # fmt: skip
 
 
@@ -179,12 +174,6 @@ def test_decide(current, existing, last_seen, non_zero, actions, required, dangl
     assert decision.required is required
     assert decision.dangling is dangling
     assert decision.problem is None
-
-
-def test_remove_cell_once_names_only_present_cells_in_order() -> None:
-    existing = protector(remove_cells="cell-b,cell-x,cell-a,cell-b", cells=("cell-a", "cell-b"))
-    decision = decide(DEPLOYMENT_PLUGIN, "web", workload(), existing, Options(SELECTOR))
-    assert decision.actions[0] == RemoveCells(("cell-b", "cell-a"))
 
 
 def test_update_carries_the_new_spec_and_the_cached_resource_version() -> None:

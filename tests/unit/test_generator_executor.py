@@ -8,15 +8,9 @@ from typing import Any
 import pytest
 
 from protectors import constants
-from protectors.kube.client import DEPLOYMENTS, PODPROTECTORS, KubeError
+from protectors.kube.client import DEPLOYMENTS, KubeError
 from protectors.selectors import parse_selector_string
-from workers.generator.decide import (
-    Decision,
-    DropRemoveCellAnnotation,
-    Options,
-    RemoveCells,
-    decide,
-)
+from workers.generator.decide import Decision, Options, decide
 from workers.generator.executor import Executor, Outcome
 from workers.generator.observer import GeneratorObserver
 from workers.generator.plugins import DEPLOYMENT_PLUGIN
@@ -181,69 +175,3 @@ def test_deleted_protector_leaves_none() -> None:
     outcome = run(decision, client, current, existing)
     assert outcome.protector is None and outcome.protector_written
     assert not outcome.workload_written
-
-
-def _protector_with_cells(*cells: str) -> dict[str, Any]:
-    return {
-        "apiVersion": "podseidon.kubewharf.io/v1alpha1",
-        "kind": "PodProtector",
-        "metadata": {
-            "name": "deployment-web",
-            "namespace": "ns",
-            "uid": "p-uid",
-            "resourceVersion": "40",
-            "annotations": {constants.ANNOTATION_REMOVE_CELL_ONCE: "cell-a"},
-        },
-        "spec": {"minAvailable": 1, "selector": {}},
-        "status": {
-            "cells": [
-                {
-                    "cellID": c,
-                    "aggregation": {"totalReplicas": 2, "availableReplicas": 2},
-                    "admissionHistory": {"buckets": []},
-                }
-                for c in cells
-            ],
-            "summary": {
-                "totalReplicas": 2 * len(cells),
-                "aggregatedAvailableReplicas": 2 * len(cells),
-                "estimatedAvailableReplicas": 2 * len(cells),
-            },
-        },
-    }
-
-
-def test_remove_cells_rereads_summarizes_and_writes_with_its_resource_version() -> None:
-    client = FakeClient()
-    fresh = _protector_with_cells("cell-a", "cell-b")
-    client.objects[("podprotectors", "ns", "deployment-web")] = fresh
-    decision = Decision((RemoveCells(("cell-a",)), DropRemoveCellAnnotation()), required=True)
-    run(decision, client, workload(), fresh)
-    assert [c[0] for c in client.calls] == ["get", "replace_status", "patch"]
-    written = client.calls[1][4]
-    assert written["metadata"]["resourceVersion"] == "40"
-    assert [c["cellID"] for c in written["status"]["cells"]] == ["cell-b"]
-    assert written["status"]["summary"]["aggregatedAvailableReplicas"] == 2
-    # The annotation goes with the resourceVersion the status write returned.
-    assert client.calls[2][4] == {
-        "metadata": {
-            "annotations": {constants.ANNOTATION_REMOVE_CELL_ONCE: None},
-            "resourceVersion": "101",
-        }
-    }
-
-
-def test_remove_cells_retries_a_conflict_inline() -> None:
-    client = FakeClient()
-    client.objects[("podprotectors", "ns", "deployment-web")] = _protector_with_cells("cell-a")
-    client.fail["replace_status"] = KubeError(409, "Conflict", "aggregator wrote first")
-    run(Decision((RemoveCells(("cell-a",)),)), client, workload(), None)
-    assert [c[0] for c in client.calls] == ["get", "replace_status", "get", "replace_status"]
-
-
-def test_remove_cells_already_gone_writes_nothing() -> None:
-    client = FakeClient()
-    client.objects[("podprotectors", "ns", "deployment-web")] = _protector_with_cells("cell-b")
-    run(Decision((RemoveCells(("cell-a",)),)), client, workload(), None)
-    assert [c[0] for c in client.calls] == ["get"]
-    assert PODPROTECTORS.plural == client.calls[0][1]

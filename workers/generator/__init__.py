@@ -5,6 +5,7 @@ Modules, one concept each:
 - ``protector``: the PodProtector it renders for a workload (labels, finalizer, owner);
 - ``decide``: the pure reconcile decision (workload, protector, options → actions);
 - ``executor``: carries the actions out through the fenced core client;
+- ``cell_removal``: ``remove-cell-once`` on any PodProtector, generated or not;
 - ``expectations``: the generator's own writes its caches have not shown yet;
 - ``observer``: every log line and metric of the component;
 - ``controller``: informers, work queue and worker threads (the ``Controller`` the runtime runs).

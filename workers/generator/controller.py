@@ -7,6 +7,13 @@ workload) enqueue ``(kind, namespace, name)``; ``generator.workers`` threads rec
 every cache has synced. Each reconcile reads both caches, asks ``decide`` what to do and lets
 the ``Executor`` write through ``context.core`` (fenced).
 
+The same PodProtector informer also feeds a second queue: every PodProtector carrying the
+``remove-cell-once`` annotation, generated or not (``cell_removal``), handled by its own
+``generator.workers`` threads so a thousand annotated protectors do not wait behind workload
+reconciles, nor the other way round. The generator therefore runs even when no workload kind is
+configured for generation. Both queues record Kubernetes Events on the protectors they change
+through one ``EventRecorder`` (a background thread; a reconcile never waits for it).
+
 Dangling protectors: when a workload's DELETE event arrives, its last cached state is kept as a
 tombstone. If that state was not terminating (no deletionTimestamp was ever seen), the workload
 vanished without an explicit deletion and its protector is kept and reported dangling; after a
@@ -23,10 +30,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from podseidon_site.config import PodseidonConfig
-from protectors import constants
 from protectors.kube.client import PODPROTECTORS, KubeError
+from protectors.kube.events import EventRecorder
 from protectors.kube.informer import FunctionHandler, Informer
 from workers.controller import ControllerContext, LostLeadership
+from workers.generator.cell_removal import CellRemover, has_remove_cell_once
 from workers.generator.decide import Decision, Options, decide
 from workers.generator.executor import Executor, Outcome
 from workers.generator.expectations import Expectations
@@ -38,6 +46,7 @@ from workers.workqueue import ShutDown, WorkQueue
 __all__ = ["GeneratorController"]
 
 _STOP_TIMEOUT = 3.0
+EVENT_COMPONENT = "podseidon-generator"
 # While a cache has not shown our own last write yet, look again this often (events usually
 # re-enqueue the key sooner).
 _EXPECTATION_POLL = 0.2
@@ -85,6 +94,11 @@ class GeneratorController:
         session = self._session
         return session is not None and session.wait_synced(timeout)
 
+    def flush_events(self, timeout: float) -> bool:
+        """Wait until the Events recorded so far are written (tests)."""
+        session = self._session
+        return session is None or session.recorder.flush(timeout)
+
     def dangling(self) -> list[SourceKey]:
         """Workloads whose protector is currently dangling, sorted."""
         session = self._session
@@ -103,13 +117,12 @@ def _relevant_workload(obj: Mapping[str, Any]) -> tuple[Any, ...]:
 
 
 def _relevant_protector(obj: Mapping[str, Any]) -> tuple[Any, ...]:
-    # Status changes (the aggregators write them all the time) do not concern the generator.
+    # Status changes (the aggregators write them all the time) and annotations (remove-cell-once
+    # has a queue of its own) do not concern the workload reconcile.
     metadata = obj.get("metadata") or {}
-    annotations = metadata.get("annotations") or {}
     return (
         metadata.get("uid"),
         metadata.get("labels"),
-        annotations.get(constants.ANNOTATION_REMOVE_CELL_ONCE),
         metadata.get("deletionTimestamp"),
         metadata.get("finalizers"),
         metadata.get("ownerReferences"),
@@ -146,6 +159,8 @@ class _Session:
     controller: GeneratorController
     context: ControllerContext
     queue: WorkQueue = field(default_factory=WorkQueue)
+    # (namespace, name) of PodProtectors carrying remove-cell-once.
+    removal_queue: WorkQueue = field(default_factory=WorkQueue)
     stopping: threading.Event = field(default_factory=threading.Event)
     workload_informers: dict[str, Informer] = field(default_factory=dict)
     protector_informer: Informer | None = None
@@ -163,7 +178,9 @@ class _Session:
         informer_observer = _ReportingInformerObserver(observer, self.context)
         namespace = config.core.namespace or None
         self.kinds: dict[str, EnabledKind] = {k.plugin.key: k for k in self.controller.kinds}
-        self.executor = Executor(core, observer, config.admission_history)
+        self.recorder = EventRecorder(core, EVENT_COMPONENT)
+        self.executor = Executor(core, observer)
+        self.remover = CellRemover(core, observer, self.recorder, config.admission_history)
         for key, kind in self.kinds.items():
             informer = Informer(
                 core,
@@ -202,12 +219,19 @@ class _Session:
             )
             thread.start()
             self.threads.append(thread)
+        for index in range(workers):
+            thread = threading.Thread(
+                target=self._remove_cells, name=f"generator-cell-removal-{index}", daemon=True
+            )
+            thread.start()
+            self.threads.append(thread)
         self.controller.observer.started(list(self.kinds), workers)
 
     def stop(self) -> None:
         deadline = time.monotonic() + _STOP_TIMEOUT
         self.stopping.set()
         self.queue.shutdown()
+        self.removal_queue.shutdown()
         informers = self._informers()
         for informer in informers:
             informer.stop(timeout=0)  # signal all first, then wait for all
@@ -215,7 +239,9 @@ class _Session:
             informer.stop(timeout=max(deadline - time.monotonic(), 0))
         for thread in self.threads:
             thread.join(max(deadline - time.monotonic(), 0))
+        self.recorder.stop(timeout=max(min(deadline - time.monotonic(), 1.0), 0))
         self.controller.observer.dangling_reset()
+        self.controller.observer.remove_cell_once_queue(0)
         self.controller.observer.stopped()
 
     def _informers(self) -> list[Informer]:
@@ -271,6 +297,8 @@ class _Session:
         return ("protector", metadata.get("namespace", ""), metadata.get("name", ""))
 
     def _protector_event(self, obj: dict, *, deleted: bool = False) -> None:
+        if not deleted and has_remove_cell_once(obj):
+            self._queue_removal(obj)
         if deleted:
             self.expectations.observe_deleted(self._protector_key(obj))
         else:
@@ -278,11 +306,18 @@ class _Session:
         for key in source_keys(obj, (k.plugin for k in self.kinds.values())):
             self.queue.add(key)
 
+    def _queue_removal(self, obj: Mapping[str, Any]) -> None:
+        metadata = obj.get("metadata") or {}
+        self.removal_queue.add((metadata.get("namespace", ""), metadata.get("name", "")))
+        self.controller.observer.remove_cell_once_queue(len(self.removal_queue))
+
     def _protector_update(self, old: dict, new: dict) -> None:
         if _relevant_protector(old) != _relevant_protector(new):
             self._protector_event(new)
-        else:
-            self.expectations.observe(self._protector_key(new), new)
+            return
+        if has_remove_cell_once(new):
+            self._queue_removal(new)
+        self.expectations.observe(self._protector_key(new), new)
 
     def _protector_delete(self, obj: dict) -> None:
         self._protector_event(obj, deleted=True)
@@ -304,6 +339,46 @@ class _Session:
                 self._process(key)  # type: ignore[arg-type]
             finally:
                 self.queue.done(key)
+
+    def _remove_cells(self) -> None:
+        """A removal worker: no cache needed (each protector is read afresh)."""
+        observer = self.controller.observer
+        while not self.stopping.is_set():
+            try:
+                key = self.removal_queue.get(timeout=0.5)
+            except ShutDown:
+                return
+            if key is None:
+                continue
+            namespace, name = key  # type: ignore[misc]
+            try:
+                removal = self.remover.process(namespace, name)
+            except KubeError as failure:
+                delay = self.removal_queue.retry(key)
+                result = "conflict" if failure.is_conflict else "error"
+                observer.remove_cell_once(
+                    namespace, name, result, f"{failure}; retry in {delay:.2f}s"
+                )
+                if not failure.is_conflict:
+                    self.context.report(f"remove-cell-once on {namespace}/{name}: {failure}")
+            except LostLeadership as failure:
+                self.removal_queue.retry(key)
+                observer.lost_leadership(("protector", namespace, name), str(failure))
+            except Exception as failure:  # a bug, a malformed protector
+                self.removal_queue.retry(key)
+                observer.remove_cell_once(
+                    namespace, name, "error", f"{type(failure).__name__}: {failure}"
+                )
+                self.context.report(
+                    f"remove-cell-once on {namespace}/{name}: {type(failure).__name__}: {failure}"
+                )
+            else:
+                self.removal_queue.forget(key)
+                if removal.result != "absent":
+                    observer.remove_cell_once(namespace, name, removal.result)
+            finally:
+                self.removal_queue.done(key)
+                observer.remove_cell_once_queue(len(self.removal_queue))
 
     def _process(self, key: SourceKey) -> None:
         observer = self.controller.observer

@@ -11,8 +11,9 @@ Rules:
   ``protect_non_zero`` a terminating workload stays required while its replicas > 0.
 - required → the workload gets the generator finalizer first (never on a terminating workload:
   the API forbids new finalizers there, and no protector is created then), then the protector
-  is created, or has its labels, finalizer, ownerReference and spec put right; a
-  ``remove-cell-once`` annotation drops those cells from status, then the annotation goes.
+  is created, or has its labels, finalizer, ownerReference and spec put right. (The
+  ``remove-cell-once`` annotation is not a workload matter: ``cell_removal`` carries it out on
+  every PodProtector, generated or not.)
 - not required → our protector loses its finalizer and is deleted; then the workload loses the
   generator finalizer. A protector that is not ours (no source labels, finalizer or controller
   reference for this workload) is never touched.
@@ -29,16 +30,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from protectors import constants
 from protectors.selectors import LabelSelector
 from protectors.specs import WorkloadSpecError
 from workers.generator.plugins import WorkloadPlugin
 from workers.generator.protector import (
-    cell_ids_in_status,
     has_generator_finalizer,
     is_managed,
     is_terminating,
-    parse_remove_cell_once,
     reconciled_protector,
     render_protector,
 )
@@ -49,9 +47,7 @@ __all__ = [
     "CreateProtector",
     "Decision",
     "DeleteProtector",
-    "DropRemoveCellAnnotation",
     "Options",
-    "RemoveCells",
     "RemoveProtectorFinalizer",
     "RemoveWorkloadFinalizer",
     "UpdateProtector",
@@ -88,16 +84,6 @@ class UpdateProtector:
 
 
 @dataclass(frozen=True)
-class RemoveCells:
-    cell_ids: tuple[str, ...]
-
-
-@dataclass(frozen=True)
-class DropRemoveCellAnnotation:
-    pass
-
-
-@dataclass(frozen=True)
 class RemoveProtectorFinalizer:
     pass
 
@@ -116,8 +102,6 @@ Action = (
     AddWorkloadFinalizer
     | CreateProtector
     | UpdateProtector
-    | RemoveCells
-    | DropRemoveCellAnnotation
     | RemoveProtectorFinalizer
     | DeleteProtector
     | RemoveWorkloadFinalizer
@@ -167,7 +151,7 @@ def decide(
         if last_seen is not None and not is_required(plugin, last_seen, options):
             # The explicit deletion is finishing; our cache of protectors lags behind.
             return Decision(_release_protector(protector))
-        return Decision(_remove_cell_once(protector), required=True, dangling=True)
+        return Decision(required=True, dangling=True)
 
     if not is_required(plugin, workload, options):
         actions: list[Action] = []
@@ -205,7 +189,6 @@ def decide(
     body = reconciled_protector(plugin, workload, spec, protector)
     if body is not None:
         actions.append(UpdateProtector(body))
-    actions += _remove_cell_once(protector)
     return Decision(tuple(actions), required=True, problem=problem)
 
 
@@ -215,16 +198,4 @@ def _release_protector(protector: Mapping[str, Any]) -> list[Action]:
         actions.append(RemoveProtectorFinalizer())
     if not is_terminating(protector):
         actions.append(DeleteProtector())
-    return actions
-
-
-def _remove_cell_once(protector: Mapping[str, Any]) -> list[Action]:
-    annotations = (protector.get("metadata") or {}).get("annotations") or {}
-    if constants.ANNOTATION_REMOVE_CELL_ONCE not in annotations:
-        return []
-    cells = parse_remove_cell_once(annotations[constants.ANNOTATION_REMOVE_CELL_ONCE])
-    present = cell_ids_in_status(protector)
-    to_remove = tuple(c for c in cells if c in present)
-    actions: list[Action] = [RemoveCells(to_remove)] if to_remove else []
-    actions.append(DropRemoveCellAnnotation())
     return actions

@@ -13,19 +13,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from podseidon_site.config import AdmissionHistoryDefaults
-from protectors import constants
-from protectors.history_config import EffectiveHistoryConfig, effective_config
 from protectors.kube.client import PODPROTECTORS, KubeClient, KubeError
-from protectors.model import PodProtector
-from protectors.summarize import summarize
 from workers.generator.decide import (
     AddWorkloadFinalizer,
     CreateProtector,
     Decision,
     DeleteProtector,
-    DropRemoveCellAnnotation,
-    RemoveCells,
     RemoveProtectorFinalizer,
     RemoveWorkloadFinalizer,
     UpdateProtector,
@@ -35,9 +28,6 @@ from workers.generator.plugins import WorkloadPlugin
 from workers.generator.protector import FINALIZER, finalizers
 
 __all__ = ["Executor", "Outcome"]
-
-# Inline retries of the remove-cell-once status write, which races with the aggregators.
-_STATUS_ATTEMPTS = 3
 
 
 @dataclass
@@ -52,20 +42,9 @@ class Outcome:
 
 
 class Executor:
-    def __init__(
-        self,
-        client: KubeClient,
-        observer: GeneratorObserver,
-        history_defaults: AdmissionHistoryDefaults | None = None,
-    ) -> None:
+    def __init__(self, client: KubeClient, observer: GeneratorObserver) -> None:
         self.client = client
         self.observer = observer
-        defaults = history_defaults or AdmissionHistoryDefaults()
-        self._history_defaults = EffectiveHistoryConfig.from_millis(
-            defaults.max_concurrent_lag,
-            defaults.compact_threshold,
-            defaults.aggregation_rate_millis,
-        )
 
     def apply(
         self,
@@ -94,18 +73,6 @@ class Executor:
                 )
                 self.observer.protector_written(
                     plugin.key, "update", namespace, protector_name, "spec and metadata updated"
-                )
-            elif isinstance(action, RemoveCells):
-                state.protector = self._remove_cells(plugin, namespace, protector_name, action)
-            elif isinstance(action, DropRemoveCellAnnotation):
-                state.protector = self._patch_protector(
-                    namespace,
-                    protector_name,
-                    state.protector,
-                    {"annotations": {constants.ANNOTATION_REMOVE_CELL_ONCE: None}},
-                )
-                self.observer.protector_written(
-                    plugin.key, "update", namespace, protector_name, "remove-cell-once done"
                 )
             elif isinstance(action, RemoveProtectorFinalizer):
                 remaining = [f for f in finalizers(state.protector or {}) if f != FINALIZER]
@@ -184,31 +151,3 @@ class Executor:
                 raise
             return
         self.observer.protector_written(plugin.key, "delete", namespace, name, "deleted")
-
-    def _remove_cells(
-        self, plugin: WorkloadPlugin, namespace: str, name: str, action: RemoveCells
-    ) -> dict[str, Any]:
-        """Drop the cells from status with a fresh read and the read's resourceVersion; the
-        aggregators write status often, so a conflict is retried here a few times first."""
-        for attempt in range(_STATUS_ATTEMPTS):
-            current = self.client.get(PODPROTECTORS, namespace, name)
-            parsed = PodProtector.from_dict(current)
-            status = parsed.status
-            present = {c.cell_id for c in status.cells} if status is not None else set()
-            if status is None or not present.intersection(action.cell_ids):
-                return current
-            config = effective_config(parsed.spec.admission_history_config, self._history_defaults)
-            new_status = summarize(status.without_cells(action.cell_ids), config)
-            body = {**current, "status": new_status.to_dict()}
-            try:
-                written = self.client.replace_status(PODPROTECTORS, namespace, name, body)
-            except KubeError as error:
-                if error.is_conflict and attempt + 1 < _STATUS_ATTEMPTS:
-                    continue
-                raise
-            self.observer.protector_written(plugin.key, "update_status", namespace, name)
-            self.observer.cells_removed(
-                namespace, name, tuple(c for c in action.cell_ids if c in present)
-            )
-            return written
-        raise AssertionError("unreachable")  # pragma: no cover

@@ -7,8 +7,12 @@ from the config, the write action from a fixed set; never namespaces or names):
 - ``generator_dangling_protectors`` (gauge): protectors kept although their workload
   disappeared without an explicit deletion;
 - ``generator_protector_writes_total`` (counter, ``kind``, ``action`` = create, update,
-  update_status, delete): writes to PodProtectors;
-- ``generator_workload_finalizer_writes_total`` (counter, ``kind``, ``action`` = add, remove).
+  delete): writes to the PodProtectors of workloads (cell removals are counted below);
+- ``generator_workload_finalizer_writes_total`` (counter, ``kind``, ``action`` = add, remove);
+- ``generator_remove_cell_once_total`` (counter, ``result`` = removed, not_in_status, gone,
+  conflict, error): ``remove-cell-once`` annotations processed on any PodProtector;
+- ``generator_removed_cells_total`` (counter): cell entries dropped from PodProtector status;
+- ``generator_remove_cell_once_queue`` (gauge): PodProtectors whose annotation waits.
 """
 
 from __future__ import annotations
@@ -39,6 +43,23 @@ WORKLOAD_FINALIZER_WRITES = Counter(
     "generator_workload_finalizer_writes",
     "Generator finalizers added to or removed from workloads, by workload kind.",
     ["kind", "action"],
+)
+
+
+REMOVE_CELL_ONCE = Counter(
+    "generator_remove_cell_once",
+    "remove-cell-once annotations processed on PodProtectors (generated, hand-made or "
+    "dangling), by result.",
+    ["result"],
+)
+REMOVED_CELLS = Counter(
+    "generator_removed_cells",
+    "Cell entries the generator dropped from PodProtector status (remove-cell-once).",
+)
+REMOVE_CELL_ONCE_QUEUE = Gauge(
+    "generator_remove_cell_once_queue",
+    "PodProtectors whose remove-cell-once annotation waits to be processed.",
+    multiprocess_mode="livemax",
 )
 
 
@@ -77,12 +98,30 @@ class GeneratorObserver:
         logger.info("PodProtector %s/%s: %s", namespace, name, what or action)
 
     def cells_removed(self, namespace: str, name: str, cell_ids: tuple[str, ...]) -> None:
+        REMOVED_CELLS.inc(len(cell_ids))
         logger.info(
             "PodProtector %s/%s: removed cell(s) %s from status (remove-cell-once)",
             namespace,
             name,
             ", ".join(cell_ids),
         )
+
+    def remove_cell_once(
+        self, namespace: str, name: str, result: str, error: str | None = None
+    ) -> None:
+        """One ``remove-cell-once`` handled (or failed: ``conflict``, ``error``)."""
+        REMOVE_CELL_ONCE.labels(result).inc()
+        if result == "error":
+            logger.warning(
+                "remove-cell-once on PodProtector %s/%s failed: %s", namespace, name, error
+            )
+        elif result == "conflict":
+            logger.debug("remove-cell-once on PodProtector %s/%s: %s", namespace, name, error)
+        else:
+            logger.info("PodProtector %s/%s: remove-cell-once done (%s)", namespace, name, result)
+
+    def remove_cell_once_queue(self, size: int) -> None:
+        REMOVE_CELL_ONCE_QUEUE.set(size)
 
     def workload_finalizer(self, kind: str, action: str, namespace: str, name: str) -> None:
         WORKLOAD_FINALIZER_WRITES.labels(kind, action).inc()

@@ -5,7 +5,6 @@ the cell's kube-apiserver present a client certificate to the webhook (docs/oper
 from __future__ import annotations
 
 import sys
-from pathlib import Path
 
 import yaml
 from django.conf import settings
@@ -14,7 +13,11 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from podseidon_site.config import PodseidonConfig
 from protectors.constants import WEBHOOK_CONFIG_NAME
 from protectors.kube.client import VALIDATING_WEBHOOKS, KubeClient, KubeError
-from webhook.registration import render_admission_kubeconfig, render_webhook_configuration
+from webhook.registration import (
+    configured_ca_bundle,
+    render_admission_kubeconfig,
+    render_webhook_configuration,
+)
 
 
 class Command(BaseCommand):
@@ -29,8 +32,8 @@ class Command(BaseCommand):
         parser.add_argument("--url", help="Base URL kube-apiserver calls (overrides the config).")
         parser.add_argument(
             "--ca-bundle",
-            help="PEM file of the CA that signed the webhook's certificate "
-            "(default: webhook.tls.cert_file, fine for a self-signed certificate).",
+            help="PEM file of the CA that signed the webhook's certificate (default: "
+            "webhook.ca_bundle_file, else webhook.tls.cert_file, fine for a self-signed one).",
         )
         parser.add_argument(
             "--apiserver-kubeconfig",
@@ -72,11 +75,12 @@ class Command(BaseCommand):
                 f"a certificate that CA signed; give {cell}'s kube-apiserver one "
                 "(webhookconfig --apiserver-kubeconfig, docs/operations.md)"
             )
-        ca_path = ca_bundle or config.webhook.tls.cert_file
         try:
-            pem = Path(ca_path).read_bytes() if ca_path else None
+            pem, _source = configured_ca_bundle(config, ca_bundle)
         except OSError as error:
-            raise CommandError(f"cannot read CA bundle {ca_path}: {error.strerror}") from None
+            raise CommandError(
+                f"cannot read CA bundle {error.filename}: {error.strerror}"
+            ) from None
         try:
             obj = render_webhook_configuration(config, cell, base_url=url, ca_bundle_pem=pem)
         except ValueError as error:
