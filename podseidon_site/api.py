@@ -10,6 +10,7 @@ Every error answers ``{"error": {"code": ..., "message": ..., "details": ...}}``
 | 404 | ``not_found`` / ``unknown_cell`` / ``unknown_node`` / ``unknown_controller`` | absent |
 | 409 | ``conflict`` / ``not_registered`` / ``not_disabled_by_console`` | the action cannot apply |
 | 409 | ``disabled_by_console`` / ``config_error`` | restore: use enable / nothing to render |
+| 415 | ``unsupported_media_type`` | a request body that is not JSON |
 | 502 | ``cluster_unreachable`` / ``cluster_error`` / ``patch_failed`` | a cluster failed us |
 | 503 | ``cache_not_synced`` | the PodProtector cache is still listing (with Retry-After) |
 
@@ -137,6 +138,7 @@ ERRORS = {
     403: OpenApiResponse(ErrorSerializer, description="Not an operator"),
     404: OpenApiResponse(ErrorSerializer, description="Unknown cell or object"),
     409: OpenApiResponse(ErrorSerializer, description="The action cannot apply"),
+    415: OpenApiResponse(ErrorSerializer, description="The body is not JSON"),
     502: OpenApiResponse(ErrorSerializer, description="A cluster failed (audited)"),
     503: OpenApiResponse(ErrorSerializer, description="Cache still syncing"),
 }
@@ -145,6 +147,23 @@ ERRORS = {
 def errors(*codes: int) -> dict:
     """The documented error answers of an operation, for `extend_schema(responses=...)`."""
     return {code: ERRORS[code] for code in codes}
+
+
+def document_unsupported_media_type(result: dict, generator: Any, **kwargs: Any) -> dict:
+    """Schema hook: every operation that takes a body answers 415 to a body that is not JSON
+    (the API's only parser), in the API's error shape."""
+    error = {"$ref": "#/components/schemas/Error"}
+    for operations in result.get("paths", {}).values():
+        for operation in operations.values():
+            if isinstance(operation, dict) and "requestBody" in operation:
+                operation["responses"].setdefault(
+                    "415",
+                    {
+                        "content": {"application/json": {"schema": error}},
+                        "description": "The body is not JSON",
+                    },
+                )
+    return result
 
 
 def not_found(request: Any, *args: Any, **kwargs: Any) -> JsonResponse:

@@ -133,6 +133,9 @@ REST_FRAMEWORK = {
     # JSON only, with configured file paths redacted (Swagger UI at /api/docs/ is the browsable
     # UI; DRF's own HTML renderer would print the data unredacted).
     "DEFAULT_RENDERER_CLASSES": ["podseidon_site.redaction.RedactingJSONRenderer"],
+    # JSON bodies only: one encoding to document and to parse; anything else is a clear 415.
+    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "TEST_REQUEST_DEFAULT_FORMAT": "json",
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],
     "EXCEPTION_HANDLER": "podseidon_site.api.exception_handler",
@@ -153,6 +156,10 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "podseidon_site.api.document_unsupported_media_type",
+    ],
 }
 
 # Console and API reads of the clusters (protectors/cache.py, protectors/clusters.py).
