@@ -240,6 +240,6 @@ def _deployments():
 
 
 def _events():
-    from protectors.services import EVENTS
+    from console.services import EVENTS
 
     return EVENTS

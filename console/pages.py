@@ -24,9 +24,9 @@ from audit import operations
 from audit.actions import ActionFailed, ActionResult, InvalidAction
 from audit.models import Action, Operation, OperationState, Outcome
 from audit.roles import can_operate
+from console import services
+from console.cache import SORT_KEYS, CacheNotSynced, RowFilter, protector_cache
 from podseidon_site.redaction import redact
-from protectors import services
-from protectors.cache import SORT_KEYS, CacheNotSynced, RowFilter, protector_cache
 from protectors.kube.client import KubeError
 from workers import services as worker_services
 

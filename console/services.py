@@ -1,7 +1,7 @@
 """What the console and the API do with PodProtectors and cells: read from the cache, act with an
 audit record.
 
-Reads come from ``protectors.cache`` (Informers, never an API call per row); a detail adds one
+Reads come from ``console.cache`` (Informers, never an API call per row); a detail adds one
 GET of the source workload and one list of the protector's events; the overview adds the
 dangling protectors (from the workload cache) and the webhook's recent rejections
 (``webhook.rejections``). The one action here,
@@ -35,15 +35,15 @@ from audit.actions import (
 )
 from audit.models import Action, Operation, Outcome
 from audit.operations import Progress
-from podseidon_site.config import CELL_ID_PATTERN
-from protectors import constants
-from protectors.cache import (
+from console.cache import (
     CacheNotSynced,
     ProtectorRow,
     cell_totals,
     protector_cache,
     workload_cache,
 )
+from podseidon_site.config import CELL_ID_PATTERN
+from protectors import constants
 from protectors.clusters import CORE, client_for, config, probe_many, recorder_for
 from protectors.kube.client import PODPROTECTORS, KubeClient, KubeError, Resource
 from protectors.kube.events import EVENTS

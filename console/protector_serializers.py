@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from rest_framework import serializers
 
+from console.cache import SORT_KEYS
 from podseidon_site.api import DryRunActionRequestSerializer
-from protectors.cache import SORT_KEYS
+from workers.serializers import ControllerSerializer
 
 SORT_CHOICES = [k for key in SORT_KEYS for k in (key, f"-{key}")]
 
@@ -79,39 +80,6 @@ class ReachabilitySerializer(serializers.Serializer):
     error = serializers.CharField(allow_null=True)
     checked_at = serializers.FloatField()
     latency_ms = serializers.FloatField(allow_null=True)
-
-
-class SwitchSerializer(serializers.Serializer):
-    paused = serializers.BooleanField()
-    reason = serializers.CharField(allow_blank=True)
-    changed_by = serializers.CharField(allow_blank=True)
-    changed_at = serializers.DateTimeField(allow_null=True)
-
-
-class LeaderSerializer(serializers.Serializer):
-    active = serializers.BooleanField()
-    worker = serializers.CharField()
-    hostname = serializers.CharField()
-    pid = serializers.IntegerField()
-    token = serializers.IntegerField()
-    since = serializers.DateTimeField()
-    renewed_at = serializers.DateTimeField()
-    heartbeat_age_seconds = serializers.FloatField()
-    lease_duration_seconds = serializers.FloatField()
-    paused = serializers.BooleanField()
-    running = serializers.BooleanField()
-    released = serializers.BooleanField()
-    last_reconcile_at = serializers.DateTimeField(allow_null=True)
-    last_reconcile_failed = serializers.BooleanField()
-    last_error = serializers.CharField(allow_null=True)
-    last_error_at = serializers.DateTimeField(allow_null=True)
-
-
-class ControllerSerializer(serializers.Serializer):
-    key = serializers.CharField()
-    configured = serializers.BooleanField()
-    switch = SwitchSerializer()
-    leader = LeaderSerializer(allow_null=True)
 
 
 class CellTotalsSerializer(serializers.Serializer):
