@@ -214,12 +214,14 @@ def overview(*, cache_wait: float = 1.0) -> dict:
     """Everything the overview shows: clusters, controllers, webhook per cell, counts (with the
     dangling protectors, from the watch caches) and recent rejections per cell (scraped from the
     webhook's metrics). Every part tolerates its source being down and says so."""
+    from console import history
     from webhook import rejections
     from webhook import services as webhook_services
     from workers.keys import aggregator_key
     from workers.services import controller_states
 
     cfg = config()
+    as_of = time.time()
     reach = probe_many([CORE, *cfg.cell_ids])
     states = controller_states()
     controllers = states["controllers"]
@@ -259,6 +261,8 @@ def overview(*, cache_wait: float = 1.0) -> dict:
         "cache_error": cache_error,
         "webhook_dry_run": cfg.webhook.dry_run,
         "rejections": rejections.recent_rejections(cfg.console, cfg.cell_ids),
+        "history": history.admissions(cfg.console, cfg.cell_ids, now=as_of),
+        "as_of": as_of,
     }
 
 
