@@ -69,8 +69,7 @@ def admissions_chart(
         f'<text x="0" y="{height - 3}" font-size="10" fill="{AXIS}">-{len(admitted)} min</text>'
         f'<text x="{width}" y="{height - 3}" font-size="10" fill="{AXIS}" '
         'text-anchor="end">now</text>'
-        f'<text x="{width}" y="{top + 8}" font-size="10" fill="{AXIS}" '
-        f'text-anchor="end">peak {peak}/min</text>'
+        f'<text x="2" y="{top + 8}" font-size="10" fill="{AXIS}">peak {peak}/min</text>'
     )
     label = (
         f"Cell {cell_id}: {sum(admitted)} deletions admitted and {sum(refused)} refused "
