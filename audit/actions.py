@@ -1,6 +1,6 @@
 """How every operator action runs: check, act, write exactly one audit record, report.
 
-A service (``protectors.services``, ``webhook.services``, ``workers.services``) validates its
+A service (``console.services``, ``webhook.services``, ``workers.services``) validates its
 input first (``InvalidAction``: nothing was attempted, nothing is audited, the API answers 400),
 then hands the work to ``run_action``. Whatever the work does (succeeds, partly succeeds, fails
 with a cluster error, or raises something unexpected) exactly one ``AuditRecord`` is written.

@@ -151,7 +151,7 @@ def protector_object(i: int) -> dict:
 @dataclass
 class Fleet:
     size: int
-    cache: Any  # protectors.cache.ProtectorCache
+    cache: Any  # console.cache.ProtectorCache
     fill_seconds: float
     at_risk: int
     filtered: int  # rows matching the filter of "api filter+sort"
@@ -181,7 +181,7 @@ def build_fleet(size: int) -> Fleet:
 
 def use_fleet(fleet: Fleet) -> None:
     """Make ``fleet`` the process-wide cache the views read (what install_cache installs)."""
-    from protectors import cache as cache_module
+    from console import cache as cache_module
 
     cache_module._cache = fleet.cache
 

@@ -17,8 +17,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 from audit.actions import InvalidAction, kube_cause
+from console.cache import protector_cache
 from console.planner import EVICTION, OPERATIONS, Plan, PodTarget, Registration, plan_deletions
-from protectors.cache import protector_cache
 from protectors.clusters import CORE, client_for, config
 from protectors.constants import WEBHOOK_CONFIG_NAME
 from protectors.health import HealthCriterion

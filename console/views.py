@@ -14,8 +14,8 @@ from django.views.decorators.http import require_GET
 
 from audit.actions import InvalidAction, kube_cause
 from console import planning
+from console.cache import CacheNotSynced
 from podseidon_site.redaction import redact
-from protectors.cache import CacheNotSynced
 from protectors.health import HealthCriterion
 from protectors.kube.client import KubeError
 

@@ -32,7 +32,7 @@ from rest_framework.views import exception_handler as drf_exception_handler
 
 from audit.actions import ActionFailed, ActionResult, InvalidAction
 from audit.roles import can_operate
-from protectors.cache import CacheNotSynced
+from console.cache import CacheNotSynced
 from protectors.kube.client import KubeError
 
 INVALID_STATUS = {"unknown_cell": 404, "unknown_node": 404, "unknown_controller": 404}

@@ -7,8 +7,8 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, Spec
 
 from audit import api as audit_api
 from console import api as console_api
+from console import protector_api as protectors_api
 from podseidon_site.api import not_found
-from protectors import api as protectors_api
 from webhook import api as webhook_api
 from workers import api as workers_api
 

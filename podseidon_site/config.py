@@ -333,6 +333,22 @@ class ConsoleConfig(_Section):
     metrics_interval_seconds: Annotated[Number, Field(ge=1, le=300)] = Field(
         default=15, description="How often each web process scrapes (its history: one hour)."
     )
+    prometheus_url: StrictStr | None = Field(
+        default=None,
+        description="Base URL of a Prometheus server scraping the webhook (e.g. "
+        "`http://prometheus:9090`); set: the console's charts of admitted and refused deletions "
+        "per cell come from its range queries over `webhook_request_count`; unset: from the "
+        "history the webhook keeps in Redis.",
+    )
+
+    @field_validator("prometheus_url")
+    @classmethod
+    def _prometheus_http_url(cls, url: str | None) -> str | None:
+        if url is not None:
+            scheme, _, rest = url.partition("://")
+            if scheme not in ("http", "https") or not rest or rest.startswith("/"):
+                raise ValueError(f"{url!r} is not an http(s) URL with a host")
+        return url
 
     @field_validator("webhook_metrics_urls")
     @classmethod

@@ -14,5 +14,4 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("api/", include("podseidon_site.api_urls")),
     path("", include("console.urls")),
-    path("", include("protectors.urls")),
 ]

@@ -15,6 +15,7 @@ from prometheus_client import Counter, Histogram
 from podseidon_site.config import MetricsConfig
 from podseidon_site.metrics import HEARTBEAT
 from protectors.model import PodProtector
+from webhook import history
 from webhook.review import ReviewRequest, Verdict
 
 logger = logging.getLogger("podseidon.webhook")
@@ -75,6 +76,7 @@ class WebhookObserver:
         REQUEST.labels(cell_id, "true" if verdict.allowed else "false", namespace, user).observe(
             seconds
         )
+        history.record(cell_id, review, verdict)  # a queue put; Redis is written off this path
         if not verdict.allowed:
             logger.info(
                 "rejected %s of pod %s/%s in cell %s: %s (code %d)",

@@ -15,8 +15,8 @@ from podseidon_site.api import (
     action_response,
     errors,
 )
-from protectors.serializers import ControllerSerializer
 from workers import services
+from workers.serializers import ControllerSerializer
 
 
 class ControllerListSerializer(serializers.Serializer):

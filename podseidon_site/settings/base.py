@@ -162,7 +162,7 @@ SPECTACULAR_SETTINGS = {
     ],
 }
 
-# Console and API reads of the clusters (protectors/cache.py, protectors/clusters.py).
+# Console and API reads of the clusters (console/cache.py, protectors/clusters.py).
 # How long a request waits for the PodProtector cache's first list before answering 503.
 PODSEIDON_CACHE_SYNC_WAIT_SECONDS = env.float("PODSEIDON_CACHE_SYNC_WAIT_SECONDS", default=3.0)
 # Timeout of the reachability probe (GET /version) and how long its answer is reused.

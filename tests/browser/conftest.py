@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 import contextlib
+import os
 import re
 import secrets
 import shutil
@@ -52,6 +53,7 @@ CHROMIUM_ARGS = [
     "--disable-sync",
 ]
 SCREENSHOTS = REPO / "test-artifacts" / "screenshots"
+REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
 CELLS = ("cell-a", "cell-b")
 # Listed and filtered in the table; removal of cell-a is scoped to their namespace.
 TABLE_PROTECTORS = ("web-frontend", "web-backend", "payments-api", "batch-reports")
@@ -74,6 +76,7 @@ class Console:
     table_namespace: str
     guarded_namespace: str
     passwords: dict[str, str]
+    redis_prefix: str = ""
 
     def pods(self, cell: str) -> k8s.CoreV1Api:
         return k8s.CoreV1Api(self.clusters.api(cell))
@@ -110,8 +113,17 @@ def console(clusters: Clusters, tmp_path_factory: pytest.TempPathFactory) -> Ite
     _protect(clusters, guarded_namespace, GUARDED, GUARDED_PODS * len(CELLS))
 
     work = tmp_path_factory.mktemp("browser")
+    # The webhook writes its admission history to the real Redis, under this run's prefix, which
+    # the console reads (the charts, and the refusal log of a PodProtector).
+    redis_prefix = f"browser-test-{secrets.token_hex(4)}"
     # Started after the protectors exist: once /readyz answers, its cache holds them.
-    webhook = start_webhook(work, clusters.kubeconfigs, tls_dir=work / "tls", workers=1)
+    webhook = start_webhook(
+        work,
+        clusters.kubeconfigs,
+        tls_dir=work / "tls",
+        workers=1,
+        extra_env={"REDIS_URL": REDIS_URL, "PODSEIDON_REDIS_PREFIX": redis_prefix},
+    )
     web: WebTier | None = None
     try:
         for cell in CELLS:
@@ -123,10 +135,13 @@ def console(clusters: Clusters, tmp_path_factory: pytest.TempPathFactory) -> Ite
                 "cells": [{"id": c, "kubeconfig": str(clusters.kubeconfigs[c])} for c in CELLS],
                 "webhook": {"url": webhook.url},
             },
+            redis_prefix=redis_prefix,
         )
         passwords = {role: secrets.token_urlsafe(12) for role in ("operator", "viewer")}
         web.create_users({f"{role}-user": (pw, role) for role, pw in passwords.items()})
-        yield Console(clusters, web, webhook, table_namespace, guarded_namespace, passwords)
+        yield Console(
+            clusters, web, webhook, table_namespace, guarded_namespace, passwords, redis_prefix
+        )
     finally:
         for cell in CELLS:
             unregister(clusters.api(cell))

@@ -71,8 +71,18 @@ class WebTier:
     def stop(self) -> int:
         return stop_process(self.process)
 
+    def restart(self) -> None:
+        """Stop the console's process and serve again from the same database and Redis: what
+        the new process shows comes from them, not from the old one's memory."""
+        code = self.stop()
+        assert code == 0, f"console exited with {code}; see {self.log}"
+        self.process = _serve(self.env, self.log)
+        _wait_healthy(self)
 
-def web_environment(work_dir: Path, config: dict[str, Any], port: int) -> dict[str, str]:
+
+def web_environment(
+    work_dir: Path, config: dict[str, Any], port: int, redis_prefix: str | None = None
+) -> dict[str, str]:
     config_path = work_dir / "podseidon.yaml"
     config_path.write_text(yaml.safe_dump(config))
     return {
@@ -87,7 +97,7 @@ def web_environment(work_dir: Path, config: dict[str, Any], port: int) -> dict[s
         "SECURE_HSTS_SECONDS": "0",
         "DATABASE_URL": f"sqlite:///{work_dir / 'console.sqlite3'}",
         # Leader states live under this run's own prefix, whatever else uses the same Redis.
-        "PODSEIDON_REDIS_PREFIX": f"browser-test-{secrets.token_hex(4)}",
+        "PODSEIDON_REDIS_PREFIX": redis_prefix or f"browser-test-{secrets.token_hex(4)}",
         "GUNICORN_BIND": f"127.0.0.1:{port}",
         # One process, so one PodProtector cache: what one page changed, the next page shows.
         "GUNICORN_WORKERS": "1",
@@ -99,20 +109,31 @@ def web_environment(work_dir: Path, config: dict[str, Any], port: int) -> dict[s
     }
 
 
-def start_web_tier(work_dir: Path, config: dict[str, Any]) -> WebTier:
-    """Migrate a fresh database, then serve the console; returns once /healthz answers."""
-    port = free_port()
-    env = web_environment(work_dir, config, port)
-    log = work_dir / "gunicorn-web.log"
-    manage(env, "migrate", "--no-input")
-    process = subprocess.Popen(
+def _serve(env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
         [GUNICORN, "-c", "python:podseidon_site.gunicorn_conf"],
         cwd=REPO,
         env=env,
         stdout=log.open("ab"),
         stderr=subprocess.STDOUT,
     )
-    web = WebTier(f"http://127.0.0.1:{port}", env, process, log)
+
+
+def start_web_tier(
+    work_dir: Path, config: dict[str, Any], *, redis_prefix: str | None = None
+) -> WebTier:
+    """Migrate a fresh database, then serve the console; returns once /healthz answers."""
+    port = free_port()
+    env = web_environment(work_dir, config, port, redis_prefix)
+    log = work_dir / "gunicorn-web.log"
+    manage(env, "migrate", "--no-input")
+    web = WebTier(f"http://127.0.0.1:{port}", env, _serve(env, log), log)
+    _wait_healthy(web)
+    return web
+
+
+def _wait_healthy(web: WebTier) -> None:
+    process, log = web.process, web.log
     deadline = time.monotonic() + 40
     while not web.healthy():
         if process.poll() is not None:
@@ -121,4 +142,3 @@ def start_web_tier(work_dir: Path, config: dict[str, Any]) -> WebTier:
             web.stop()
             raise RuntimeError(f"the console never answered /healthz: {log.read_text()[-3000:]}")
         time.sleep(0.1)
-    return web

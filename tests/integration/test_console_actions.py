@@ -24,8 +24,8 @@ from django.test import Client
 from kubernetes import client as k8s
 from rest_framework.test import APIClient
 
+from console import cache as cache_module
 from podseidon_site.config import ClusterAccess, GeneratorConfig, PodseidonConfig, parse_config
-from protectors import cache as cache_module
 from protectors import clusters as cluster_clients
 from protectors import constants
 from protectors.kube.client import (

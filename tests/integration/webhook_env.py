@@ -111,8 +111,10 @@ def start_webhook(
     port: int | None = None,
     tls_options: dict[str, Any] | None = None,
     client_cert: tuple[Path, Path] | None = None,
+    extra_env: dict[str, str] | None = None,
 ) -> Webhook:
-    """``port`` when the caller must know it beforehand; ``tls_options`` beside the server
+    """``extra_env`` overrides the environment (e.g. a reachable REDIS_URL); ``port`` when the
+    caller must know it beforehand; ``tls_options`` beside the server
     certificate in ``webhook.tls``; ``client_cert`` for the helper's own requests (readiness
     included) to a webhook that demands one."""
     from sandbox.pki import ensure_pki
@@ -149,6 +151,7 @@ def start_webhook(
         "REDIS_URL": "redis://127.0.0.1:1/0",
         "GUNICORN_WORKERS": str(workers),
         "PROMETHEUS_MULTIPROC_DIR": str(work_dir / "metrics"),
+        **(extra_env or {}),
     }
     log = work_dir / "gunicorn.log"
     process = subprocess.Popen(

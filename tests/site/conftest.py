@@ -11,8 +11,8 @@ from django.contrib.auth.models import Group, User
 from rest_framework.test import APIClient
 from site_fakes import FakeCluster, api_as, closed_port, install_workloads, kubeconfig_at
 
+from console import cache as cache_module
 from podseidon_site.config import parse_config
-from protectors import cache as cache_module
 from protectors import clusters
 
 

@@ -15,7 +15,7 @@ from typing import Any
 from django.contrib.auth.models import User
 from rest_framework.test import APIClient
 
-from protectors import cache as cache_module
+from console import cache as cache_module
 from protectors.kube.client import KubeError, Resource
 from sandbox.patch import PatchError, json_patch, merge_patch
 

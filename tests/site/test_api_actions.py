@@ -218,7 +218,7 @@ def test_remove_cell_succeeds_once_the_cell_has_left_every_status(core, operator
 def test_a_cell_written_back_after_its_removal_is_reported_pending(
     core, operator_api, monkeypatch
 ) -> None:
-    from protectors import services
+    from console import services
 
     core.generator = True
     original = core.run_generator

@@ -285,7 +285,7 @@ def test_a_long_removal_continues_in_the_background_with_its_progress_shown(
     world, users, monkeypatch
 ) -> None:
     from audit.models import Operation
-    from protectors import views
+    from console import pages as views
 
     monkeypatch.setattr(views, "REMOVAL_WAIT_SECONDS", 0.2)
     gate = Gate(world["core"], monkeypatch)

@@ -83,7 +83,7 @@ def test_every_page_renders_for_a_viewer_without_secrets(fakes, users, tmp_path)
         assert str(tmp_path) not in body, path  # no kubeconfig paths, even in error messages
         assert "Remove this cell" in body or path != "/cells/"
     overview = client.get("/").content.decode()
-    assert 'http-equiv="refresh"' in overview
+    assert "data-live-seconds=" in overview  # updates in place (base.html's script)
     assert "cell-dead" in overview and "unreachable" in overview
     for link in ("/protectors/", "/cells/", "/webhook/", "/audit/"):
         assert f'href="{link}"' in overview
@@ -240,6 +240,6 @@ def _deployments():
 
 
 def _events():
-    from protectors.services import EVENTS
+    from console.services import EVENTS
 
     return EVENTS

@@ -8,7 +8,7 @@ import random
 import pytest
 from site_fakes import StubInformer, protector
 
-from protectors.cache import SORT_KEYS, ProtectorCache, RowFilter
+from console.cache import SORT_KEYS, ProtectorCache, RowFilter
 
 FILTERS = [
     RowFilter(),

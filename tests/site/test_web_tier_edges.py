@@ -65,7 +65,7 @@ def test_too_many_query_parameters_is_a_json_400(client, django_user_model, sett
 def test_api_responses_never_name_a_configured_file(podseidon, fakes, users, monkeypatch) -> None:
     from rest_framework.test import APIClient
 
-    from protectors import services
+    from console import services
     from protectors.kube.client import KubeError
 
     # Whatever a client library puts into an error, the configured path does not go out.

@@ -11,25 +11,25 @@ import pytest
 
 PACKAGE = Path(__file__).resolve().parents[2] / "protectors"
 
-# The Django side of the app package: these are expected to import Django.
+# The Django side of the app package: these are expected to import Django. The console's pages,
+# API, services and PodProtector cache live in console/ (issue 14); what stays is the app's own
+# wiring and the shared cluster clients (webhook/services.py uses them too).
 DJANGO_FACING = {
     "apps.py",
     "models.py",
     "admin.py",
-    "views.py",
-    "urls.py",
-    # The console's and REST API's side (issue 6): cluster clients, the PodProtector cache,
-    # audited actions and the DRF views.
-    "api.py",
-    "cache.py",
     "clusters.py",
-    "services.py",
-    "forms.py",
-    "serializers.py",
     "migrations",
     "management",
-    "templatetags",
 }
+
+# The apps that sit above protectors/: nothing under protectors/ may import them, in any module
+# (the Django-facing ones included), so that the domain core and its kube client never drag the
+# console, the webhook's request path or the controllers in.
+UPPER_APPS = ("webhook", "workers", "console", "audit")
+# Of the site package only its configuration model may be used (the kube client reads
+# ClusterAccess from it); its views, API helpers, URLs and settings are above protectors/.
+SITE_ALLOWED = {"podseidon_site.config"}
 
 # The domain modules that must exist and stay pure, whatever else is added beside them.
 DOMAIN_MODULES = [
@@ -74,6 +74,40 @@ def _non_django_modules() -> list[Path]:
         for path in PACKAGE.rglob("*.py")
         if path.relative_to(PACKAGE).parts[0] not in DJANGO_FACING
     )
+
+
+def _upward_imports(path: Path) -> set[str]:
+    found = set()
+    for name in _imported_modules(path):
+        top = name.split(".")[0]
+        if top in UPPER_APPS or (top == "podseidon_site" and name not in SITE_ALLOWED):
+            found.add(name)
+    return found
+
+
+def test_nothing_under_protectors_imports_the_apps_above_it():
+    offenders = {
+        str(path.relative_to(PACKAGE)): sorted(_upward_imports(path))
+        for path in sorted(PACKAGE.rglob("*.py"))
+        if _upward_imports(path)
+    }
+    assert offenders == {}, f"protectors/ must not import {UPPER_APPS} or the site: {offenders}"
+
+
+def test_upward_import_detector(tmp_path):
+    sample = tmp_path / "sample.py"
+    for source in (
+        "import webhook.decision\n",
+        "from workers.generator.protector import parse_remove_cell_once\n",
+        "def f():\n    from console import cache\n",
+        "from audit.models import Action\n",
+        "from podseidon_site.api import errors\n",
+        "import importlib\nimportlib.import_module('webhook.rejections')\n",
+    ):
+        sample.write_text(source)
+        assert _upward_imports(sample), source
+    sample.write_text("from podseidon_site.config import ClusterAccess\nimport webhooks_like\n")
+    assert not _upward_imports(sample)
 
 
 @pytest.mark.parametrize("name", DOMAIN_MODULES)

@@ -80,6 +80,11 @@ class ProtectorRow:
         return f"{self.namespace}/{self.name}"
 
     @property
+    def headroom(self) -> int:
+        """Deletions that could still be admitted now (estimated - required)."""
+        return self.estimated - self.required
+
+    @property
     def at_risk(self) -> bool:
         """No deletion would be admitted now: the estimate is at or below the minimum."""
         return self.estimated <= self.required
@@ -154,6 +159,10 @@ SORT_KEYS = {
     "required": lambda r: (r.required, r.namespace, r.name),
     "aggregated": lambda r: (r.aggregated, r.namespace, r.name),
     "estimated": lambda r: (r.estimated, r.namespace, r.name),
+    # Estimated minus required: the deletions that would still be admitted now (<= 0: at risk).
+    "headroom": lambda r: (r.estimated - r.required, r.namespace, r.name),
+    # At-risk rows first, each group by headroom.
+    "at_risk": lambda r: (0 if r.at_risk else 1, r.estimated - r.required, r.namespace, r.name),
     # No lag recorded sorts below every recorded lag.
     "bucket_lag": lambda r: (-1 if r.bucket_lag is None else r.bucket_lag, r.namespace, r.name),
 }

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from rest_framework import serializers
 
+from console.cache import SORT_KEYS
 from podseidon_site.api import DryRunActionRequestSerializer
-from protectors.cache import SORT_KEYS
+from workers.serializers import ControllerSerializer
 
 SORT_CHOICES = [k for key in SORT_KEYS for k in (key, f"-{key}")]
 
@@ -50,6 +51,9 @@ class ProtectorRowSerializer(serializers.Serializer):
         allow_null=True, help_text="status.summary.maxLatencyMillis"
     )
     at_risk = serializers.BooleanField()
+    headroom = serializers.IntegerField(
+        help_text="estimated - required: deletions that could still be admitted now."
+    )
     cells = CellNumbersSerializer(many=True)
     pending_removal = serializers.ListField(child=serializers.CharField())
     terminating = serializers.BooleanField()
@@ -79,39 +83,6 @@ class ReachabilitySerializer(serializers.Serializer):
     error = serializers.CharField(allow_null=True)
     checked_at = serializers.FloatField()
     latency_ms = serializers.FloatField(allow_null=True)
-
-
-class SwitchSerializer(serializers.Serializer):
-    paused = serializers.BooleanField()
-    reason = serializers.CharField(allow_blank=True)
-    changed_by = serializers.CharField(allow_blank=True)
-    changed_at = serializers.DateTimeField(allow_null=True)
-
-
-class LeaderSerializer(serializers.Serializer):
-    active = serializers.BooleanField()
-    worker = serializers.CharField()
-    hostname = serializers.CharField()
-    pid = serializers.IntegerField()
-    token = serializers.IntegerField()
-    since = serializers.DateTimeField()
-    renewed_at = serializers.DateTimeField()
-    heartbeat_age_seconds = serializers.FloatField()
-    lease_duration_seconds = serializers.FloatField()
-    paused = serializers.BooleanField()
-    running = serializers.BooleanField()
-    released = serializers.BooleanField()
-    last_reconcile_at = serializers.DateTimeField(allow_null=True)
-    last_reconcile_failed = serializers.BooleanField()
-    last_error = serializers.CharField(allow_null=True)
-    last_error_at = serializers.DateTimeField(allow_null=True)
-
-
-class ControllerSerializer(serializers.Serializer):
-    key = serializers.CharField()
-    configured = serializers.BooleanField()
-    switch = SwitchSerializer()
-    leader = LeaderSerializer(allow_null=True)
 
 
 class CellTotalsSerializer(serializers.Serializer):
@@ -229,6 +200,32 @@ class RejectionsSerializer(serializers.Serializer):
     windows = RejectionWindowSerializer(many=True)
 
 
+class CellHistorySerializer(serializers.Serializer):
+    id = serializers.CharField()
+    admitted = serializers.ListField(
+        child=serializers.IntegerField(), help_text="Per minute, oldest first (60 values)."
+    )
+    refused = serializers.ListField(child=serializers.IntegerField())
+    admitted_total = serializers.IntegerField()
+    refused_total = serializers.IntegerField()
+    refused_last_5 = serializers.IntegerField(help_text="Refused in the last 5 minutes.")
+
+
+class AdmissionHistorySerializer(serializers.Serializer):
+    source = serializers.ChoiceField(
+        choices=["redis", "prometheus"],
+        help_text="prometheus when console.prometheus_url is set, else the webhook's Redis log.",
+    )
+    error = serializers.CharField(
+        allow_null=True, help_text="Why there is no history (the source did not answer)."
+    )
+    as_of = serializers.FloatField(help_text="Unix time of the read.")
+    minutes = serializers.ListField(
+        child=serializers.IntegerField(), help_text="Unix time of each minute's start."
+    )
+    cells = CellHistorySerializer(many=True)
+
+
 class OverviewSerializer(serializers.Serializer):
     core = ReachabilitySerializer(allow_null=True)
     cells = OverviewCellSerializer(many=True)
@@ -239,3 +236,7 @@ class OverviewSerializer(serializers.Serializer):
     cache_error = serializers.CharField(allow_null=True)
     webhook_dry_run = serializers.BooleanField()
     rejections = RejectionsSerializer()
+    history = AdmissionHistorySerializer(
+        help_text="Admitted and refused deletions per cell and minute over the last hour."
+    )
+    as_of = serializers.FloatField(help_text="Unix time the overview was read.")

@@ -9,7 +9,9 @@ message (post/redirect/get), and every attempted action leaves exactly one audit
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
+from datetime import UTC, datetime
 from urllib.parse import urlencode
 
 from django.conf import settings
@@ -24,9 +26,10 @@ from audit import operations
 from audit.actions import ActionFailed, ActionResult, InvalidAction
 from audit.models import Action, Operation, OperationState, Outcome
 from audit.roles import can_operate
+from console import charts, services
+from console import history as admission_history
+from console.cache import SORT_KEYS, CacheNotSynced, RowFilter, protector_cache
 from podseidon_site.redaction import redact
-from protectors import services
-from protectors.cache import SORT_KEYS, CacheNotSynced, RowFilter, protector_cache
 from protectors.kube.client import KubeError
 from workers import services as worker_services
 
@@ -34,6 +37,10 @@ PAGE_SIZES = (25, 50, 100, 200)
 DEFAULT_PAGE_SIZE = 50
 OVERVIEW_REFRESH_SECONDS = 5
 OVERVIEW_CACHE_WAIT_SECONDS = 1.0
+# Live pages poll themselves this often (base.html); tiles turn amber past these.
+LIVE_SECONDS = 5
+SLOW_API_MS = 1000
+STALE_HEARTBEAT_SECONDS = 30
 # How long the removal form waits for its operation before showing the progress page instead.
 REMOVAL_WAIT_SECONDS = 3.0
 OPERATION_REFRESH_SECONDS = 2
@@ -91,6 +98,37 @@ def _int_param(value: str | None, default: int, lowest: int = 1) -> int:
     return max(lowest, number)
 
 
+def _as_of(epoch: float) -> str:
+    return datetime.fromtimestamp(epoch, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def cell_health(cell: dict) -> tuple[str, list[str]]:
+    """A cell's colour (ok, warn, bad) and the reasons for anything but ok, in words."""
+    reasons_bad: list[str] = []
+    reasons_warn: list[str] = []
+    reach = cell.get("reachability")
+    if not reach or not reach.get("reachable"):
+        reasons_bad.append("API unreachable")
+    elif (reach.get("latency_ms") or 0) > SLOW_API_MS:
+        reasons_warn.append(f"API slow ({reach['latency_ms']} ms)")
+    aggregator = cell.get("aggregator")
+    leader = (aggregator or {}).get("leader")
+    if not leader or not leader.get("active"):
+        reasons_bad.append("no aggregator leader")
+    elif (leader.get("heartbeat_age_seconds") or 0) > STALE_HEARTBEAT_SECONDS:
+        reasons_warn.append(f"aggregator heartbeat {leader['heartbeat_age_seconds']} s old")
+    if aggregator and (aggregator.get("switch") or {}).get("paused"):
+        reasons_warn.append("aggregator paused")
+    webhook = cell.get("webhook") or {}
+    if webhook.get("state") != "enabled":
+        reasons_bad.append(f"webhook {webhook.get('state', 'unknown')}")
+    elif webhook.get("dry_run"):
+        reasons_warn.append("webhook in dry run")
+    if reasons_bad:
+        return "bad", reasons_bad + reasons_warn
+    return ("warn" if reasons_warn else "ok"), reasons_warn
+
+
 # -- overview ----------------------------------------------------------------------------------
 
 
@@ -135,6 +173,30 @@ def overview(request: HttpRequest) -> HttpResponse:
             ],
         },
         "rejection_rows": rejection_rows,
+        "as_of": _as_of(data["as_of"]),
+        "live_seconds": LIVE_SECONDS,
+    }
+    history = data["history"]
+    by_cell = {row["id"]: row for row in history["cells"]}
+    for cell in cells:
+        state, reasons = cell_health(cell)
+        cell["health"] = state
+        cell["health_reasons"] = reasons
+        cell["dot"] = charts.health_dot(state)
+        cell["history"] = by_cell.get(cell["id"])
+    charted = []
+    for row in history["cells"]:
+        charted.append(
+            {
+                **row,
+                "svg": charts.admissions_chart(row["id"], row["admitted"], row["refused"]),
+            }
+        )
+    context["history"] = {
+        "source": history["source"],
+        "error": redact(history["error"]) if history["error"] else None,
+        "cells": charted,
+        "as_of": _as_of(history["as_of"]),
     }
     return render(request, "console/overview.html", context)
 
@@ -198,6 +260,7 @@ def protector_list(request: HttpRequest) -> HttpResponse:
         ("required", "Required"),
         ("aggregated", "Aggregated"),
         ("estimated", "Estimated"),
+        ("headroom", "Headroom"),
         ("bucket_lag", "Bucket lag (ms)"),
     ):
         active = sort.lstrip("-") == key
@@ -210,9 +273,20 @@ def protector_list(request: HttpRequest) -> HttpResponse:
                 "marker": ("▼" if descending else "▲") if active else "",
             }
         )
+    rows = [
+        {
+            "row": row,
+            "bar": charts.availability_bar(row.required, row.estimated, row.aggregated, row.total),
+        }
+        for row in page.rows
+    ]
     context.update(
         {
             "page": page,
+            "rows": rows,
+            "at_risk_first_url": link(sort="at_risk"),
+            "as_of": _as_of(time.time()),
+            "live_seconds": LIVE_SECONDS,
             "columns": columns,
             "prev_url": link(sort=sort, page=page.page - 1) if page.page > 1 else None,
             "next_url": link(sort=sort, page=page.page + 1) if page.page < page.pages else None,
@@ -253,6 +327,23 @@ def protector_detail(request: HttpRequest, namespace: str, name: str) -> HttpRes
                 ],
             }
         )
+    now = datetime.now(UTC)
+    for cell in cells:
+        cell["timeline"] = charts.bucket_timeline(cell["buckets"], now)
+    bars = charts.cell_bars(
+        [
+            {
+                "id": str(c["id"]),
+                "total": c["aggregation"].get("totalReplicas") or 0,
+                "available": c["aggregation"].get("availableReplicas") or 0,
+            }
+            for c in cells
+        ]
+    )
+    refusal_log = admission_history.refusals(namespace, name)
+    refusals = [
+        {**entry, "when": _as_of(float(entry.get("at") or 0))} for entry in refusal_log["refusals"]
+    ]
     source = dict(detail["source"])
     if source.get("error"):
         source["error"] = redact(source["error"])
@@ -270,6 +361,11 @@ def protector_detail(request: HttpRequest, namespace: str, name: str) -> HttpRes
         "cells": cells,
         "source": source,
         "events": events,
+        "cell_bars": bars,
+        "refusals": refusals,
+        "refusals_error": redact(refusal_log["error"]) if refusal_log["error"] else None,
+        "as_of": _as_of(now.timestamp()),
+        "live_seconds": LIVE_SECONDS,
     }
     return render(request, "console/protector_detail.html", context)
 

@@ -10,16 +10,9 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from audit.serializers import OperationSerializer, OperationStartedSerializer
-from podseidon_site.api import (
-    ActionResponseSerializer,
-    CanOperate,
-    DryRunActionRequestSerializer,
-    action_response,
-    errors,
-)
-from protectors import services
-from protectors.cache import RowFilter, protector_cache
-from protectors.serializers import (
+from console import services
+from console.cache import RowFilter, protector_cache
+from console.protector_serializers import (
     CellListSerializer,
     OverviewSerializer,
     ProtectorDetailSerializer,
@@ -27,6 +20,13 @@ from protectors.serializers import (
     ProtectorQuerySerializer,
     ProtectorRowSerializer,
     RemoveCellRequestSerializer,
+)
+from podseidon_site.api import (
+    ActionResponseSerializer,
+    CanOperate,
+    DryRunActionRequestSerializer,
+    action_response,
+    errors,
 )
 from workers import services as worker_services
 

@@ -1,7 +1,7 @@
 """What the console and the API do with PodProtectors and cells: read from the cache, act with an
 audit record.
 
-Reads come from ``protectors.cache`` (Informers, never an API call per row); a detail adds one
+Reads come from ``console.cache`` (Informers, never an API call per row); a detail adds one
 GET of the source workload and one list of the protector's events; the overview adds the
 dangling protectors (from the workload cache) and the webhook's recent rejections
 (``webhook.rejections``). The one action here,
@@ -35,15 +35,15 @@ from audit.actions import (
 )
 from audit.models import Action, Operation, Outcome
 from audit.operations import Progress
-from podseidon_site.config import CELL_ID_PATTERN
-from protectors import constants
-from protectors.cache import (
+from console.cache import (
     CacheNotSynced,
     ProtectorRow,
     cell_totals,
     protector_cache,
     workload_cache,
 )
+from podseidon_site.config import CELL_ID_PATTERN
+from protectors import constants
 from protectors.clusters import CORE, client_for, config, probe_many, recorder_for
 from protectors.kube.client import PODPROTECTORS, KubeClient, KubeError, Resource
 from protectors.kube.events import EVENTS
@@ -214,12 +214,14 @@ def overview(*, cache_wait: float = 1.0) -> dict:
     """Everything the overview shows: clusters, controllers, webhook per cell, counts (with the
     dangling protectors, from the watch caches) and recent rejections per cell (scraped from the
     webhook's metrics). Every part tolerates its source being down and says so."""
+    from console import history
     from webhook import rejections
     from webhook import services as webhook_services
     from workers.keys import aggregator_key
     from workers.services import controller_states
 
     cfg = config()
+    as_of = time.time()
     reach = probe_many([CORE, *cfg.cell_ids])
     states = controller_states()
     controllers = states["controllers"]
@@ -259,6 +261,8 @@ def overview(*, cache_wait: float = 1.0) -> dict:
         "cache_error": cache_error,
         "webhook_dry_run": cfg.webhook.dry_run,
         "rejections": rejections.recent_rejections(cfg.console, cfg.cell_ids),
+        "history": history.admissions(cfg.console, cfg.cell_ids, now=as_of),
+        "as_of": as_of,
     }
 
 
