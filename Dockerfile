@@ -33,6 +33,7 @@ COPY protectors ./protectors
 COPY webhook ./webhook
 COPY workers ./workers
 COPY audit ./audit
+COPY console ./console
 COPY templates ./templates
 # Bytecode now: at run time the file system is read-only.
 RUN python -m compileall -q /app

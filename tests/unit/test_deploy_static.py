@@ -28,7 +28,7 @@ from workers.generator.plugins import PLUGINS
 
 REPO = Path(__file__).resolve().parents[2]
 DEPLOY = REPO / "deploy"
-PRODUCTION_PACKAGES = ("audit", "podseidon_site", "protectors", "webhook", "workers")
+PRODUCTION_PACKAGES = ("audit", "console", "podseidon_site", "protectors", "webhook", "workers")
 ROLE_FILES = (
     DEPLOY / "base" / "rbac.yaml",
     DEPLOY / "components" / "cell-rbac" / "rbac.yaml",
@@ -47,6 +47,7 @@ MODULE_OWNERS: tuple[tuple[str, str | None], ...] = (
     ("webhook/services.py", "console"),
     ("webhook/", "webhook"),
     ("protectors/", "console"),
+    ("console/", "console"),
 )
 
 # The roles each component's identity holds (deploy/base, deploy/components). The monitor runs
@@ -295,9 +296,13 @@ def test_console_may_touch_only_the_podseidon_webhook_configuration() -> None:
     rules = load_roles()["podseidon-console-cell"]["rules"]
     webhook_rules = [r for r in rules if "validatingwebhookconfigurations" in r["resources"]]
     assert [r.get("resourceNames") for r in webhook_rules] == [["podseidon.kubewharf.io"]]
-    # Besides it, only the Events telling what its actions did.
+    # Besides it, only the Events telling what its actions did, and reads for the drain planner.
     others = [r for r in rules if r not in webhook_rules]
-    assert [(r["resources"], r["verbs"]) for r in others] == [(["events"], ["create", "patch"])]
+    assert [(r["resources"], r["verbs"]) for r in others] == [
+        (["events"], ["create", "patch"]),
+        (["pods", "nodes"], ["get", "list"]),
+        (["namespaces"], ["get"]),
+    ]
 
 
 # -- Dockerfile -------------------------------------------------------------------------------
