@@ -24,7 +24,12 @@ bind = os.environ.get("GUNICORN_BIND", f"0.0.0.0:{_config.webhook.port}").split(
 certfile = _config.webhook.tls.cert_file
 keyfile = _config.webhook.tls.key_file
 workers = int(os.environ.get("GUNICORN_WORKERS", "3"))
-threads = int(os.environ.get("GUNICORN_THREADS", "16"))
+# Reviews waiting for a status write hold a thread each; with the core cluster hung they hold
+# it for webhook.core_write_timeout_millis. Idle threads cost little (a stack), and a burst of
+# protected deletions must leave threads for the reviews that need no write: the runtime lets
+# at most threads - threads/8 of them wait for the core cluster (webhook/core_breaker.py).
+threads = int(os.environ.get("GUNICORN_THREADS", "128"))
+os.environ["PODSEIDON_WEBHOOK_THREADS"] = str(threads)
 worker_class = "gthread"
 timeout = 60
 graceful_timeout = 15

@@ -54,11 +54,15 @@ class _KeyState(Generic[Item, Result]):
 
 
 class RetryBatcher(Generic[Item, Result]):
-    """Run ``execute(key, items) -> results`` for concurrent submissions sharing a key."""
+    """Run ``execute(key, items, deadline) -> results`` for concurrent submissions sharing a key.
+
+    ``deadline`` is the running thread's own: the executor must return by then, because that
+    thread's answer is due (the other waiters give up at their own deadlines by themselves).
+    """
 
     def __init__(
         self,
-        execute: Callable[[Hashable, Sequence[Item]], Sequence[Result]],
+        execute: Callable[[Hashable, Sequence[Item], float], Sequence[Result]],
         *,
         backoff_base: float = 0.1,
         backoff_jitter: float = 0.1,
@@ -149,7 +153,7 @@ class RetryBatcher(Generic[Item, Result]):
                     state.pending = batch + state.pending
                 return
             try:
-                results = self._execute(key, [p.item for p in batch])
+                results = self._execute(key, [p.item for p in batch], own.deadline)
             except NeedRetry:
                 delay = self._backoff_base + random.uniform(0, self._backoff_jitter)
                 if self._observer:
