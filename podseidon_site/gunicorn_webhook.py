@@ -19,7 +19,7 @@ os.environ["PODSEIDON_ROLE"] = "webhook"
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "podseidon_site.settings.production")
 common.use_multiprocess_metrics("webhook")
 
-wsgi_app = "podseidon_site.wsgi:application"
+wsgi_app = "webhook.wsgi:application"
 bind = os.environ.get("GUNICORN_BIND", f"0.0.0.0:{_config.webhook.port}").split(",")
 certfile = _config.webhook.tls.cert_file
 keyfile = _config.webhook.tls.key_file

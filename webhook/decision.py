@@ -77,6 +77,7 @@ class Decider:
     monotonic: Callable[[], float] = time.monotonic
     # Open while the core cluster does not answer status writes: refuse without waiting.
     core_breaker: CoreBreaker | None = None
+    on_phase: Callable[[str, float], None] = lambda phase, seconds: None
 
     def decide(self, cell_id: str, review: ReviewRequest, deadline: float) -> Verdict:
         webhook = self.config.webhook
@@ -128,7 +129,10 @@ class Decider:
         now = self.now()
 
         rejection: Verdict | None = None
-        for protector in self.protectors.matching(namespace, metadata.get("labels") or {}):
+        looking = time.perf_counter()
+        matching = self.protectors.matching(namespace, metadata.get("labels") or {})
+        self.on_phase("index", time.perf_counter() - looking)
+        for protector in matching:
             min_ready = protector.spec.min_ready_seconds
             if not health.is_available(min_ready, now):
                 # Ready, but not for minReadySeconds yet: it is not counted as available for

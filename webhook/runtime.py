@@ -95,6 +95,7 @@ class WebhookRuntime:
             self.history_defaults,
             _utcnow,
             on_write=self.observer.status_written,
+            on_phase=self.observer.phase,
             refresh_after=timedelta(milliseconds=webhook.bucket_refresh_after_millis),
             write_timeout=min(
                 webhook.core_write_timeout_millis / 1000, review_span(webhook.timeout_seconds)
@@ -119,6 +120,7 @@ class WebhookRuntime:
             history_defaults=self.history_defaults,
             now=_utcnow,
             core_breaker=self.core_breaker,
+            on_phase=self.observer.phase,
         )
 
     def start(self) -> None:

@@ -60,12 +60,14 @@ class StatusWriter:
         now: Callable[[], datetime],
         *,
         on_write: Callable[[str, int], None] | None = None,
+        on_phase: Callable[[str, float], None] | None = None,
         refresh_after: timedelta = timedelta(0),
         write_timeout: float = 3.0,
         breaker: CoreBreaker | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._core = core
+        self._on_phase = on_phase or (lambda phase, seconds: None)
         self._protectors = protectors
         self._defaults = defaults
         self._now = now
@@ -80,6 +82,7 @@ class StatusWriter:
     def __call__(
         self, key: str, requests: Sequence[DeletionRequest], deadline: float | None = None
     ) -> list[AdmissionResult]:
+        started = time.perf_counter()
         namespace, name = key.split("/", 1)
         cached = self._protectors.get(namespace, name)
         if cached is None:
@@ -96,8 +99,11 @@ class StatusWriter:
             refresh_after=self._refresh_after,
         )
         if not outcome.changed:
+            self._on_phase("quota", time.perf_counter() - started)
             return list(outcome.results)
         body = base.with_status(outcome.status).to_dict()
+        writing = time.perf_counter()
+        self._on_phase("quota", writing - started)
         budget = self._write_timeout
         if deadline is not None:
             budget = min(budget, deadline - self._clock())
@@ -123,6 +129,7 @@ class StatusWriter:
             self._breaker.abandoned(probe)
             raise
         self._breaker.answered(probe)
+        self._on_phase("status_write", time.perf_counter() - writing)
         if self._on_write:
             self._on_write(key, len(requests))
         with self._lock:

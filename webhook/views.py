@@ -75,6 +75,8 @@ def admission_review(request: HttpRequest, cell_id: str) -> HttpResponse:
         review = parse_review(body)
     except MalformedReview as error:
         return _error(cell_id, 400, str(error), "malformed")
+    observer = runtime.observer
+    observer.phase("parse", time.monotonic() - started)
 
     deadline = started + review_span(_review_timeout(request))
     try:
@@ -92,9 +94,12 @@ def admission_review(request: HttpRequest, cell_id: str) -> HttpResponse:
         verdict = Verdict.allow({AUDIT_KEY_DRY_RUN: "1"})
     if verdict.cause:
         # A 500 verdict: refused whatever the failurePolicy, but an error all the same.
-        runtime.observer.error_verdict(cell_id, verdict.code, verdict.cause)
-    runtime.observer.request_done(cell_id, review, verdict, time.monotonic() - started)
-    return _json(review_response(review.uid, verdict))
+        observer.error_verdict(cell_id, verdict.code, verdict.cause)
+    decided = time.monotonic()
+    response = _json(review_response(review.uid, verdict))
+    observer.request_done(cell_id, review, verdict, decided - started)
+    observer.phase("response", time.monotonic() - decided)
+    return response
 
 
 @require_GET
