@@ -1,12 +1,15 @@
-"""Webhook benchmarks: index match time, DELETE latency with/without the webhook, review
-throughput, and status writes per admitted deletion.
+"""Webhook benchmarks: index match time, what a protected DELETE costs beside an unprotected one
+and one status write, where a review's time goes, review throughput, and status writes per
+admitted deletion.
 
     .venv/bin/python benchmarks/webhook.py [--protectors 10000] [--deletes 200] [--clients 16]
-        [--rounds 3] [--compare OPTION=MILLIS[,OPTION=MILLIS]]...
+        [--rounds 3] [--concurrent 50] [--reviews 4000] [--aggregator-seconds 12]
+        [--compare OPTION=MILLIS[,OPTION=MILLIS]]... [--kubeconfigs DIR] [--json FILE]
 
-Starts its own sandbox clusters and the real webhook (gunicorn, TLS, 3 workers) on loopback,
-prints its figures and exits. Latencies are reported as ratios measured side by side in one run,
-because this machine is shared and absolute times drift.
+Starts its own sandbox clusters (or uses the core, cell-a and cell-b kubeconfigs in
+``--kubeconfigs DIR``) and the real webhook (gunicorn, TLS, 3 workers) on loopback, prints its
+figures and exits. Latencies are compared side by side within one run, because this machine is
+shared and absolute times drift.
 """
 
 from __future__ import annotations
@@ -14,6 +17,9 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import multiprocessing
+import socket
+import ssl
 import statistics
 import sys
 import tempfile
@@ -21,18 +27,28 @@ import threading
 import time
 import timeit
 import uuid
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+import orjson  # noqa: E402
 from kubernetes import client as k8s  # noqa: E402
 from kubernetes import config as k8s_config  # noqa: E402
 
+from protectors.kube.client import PODPROTECTORS  # noqa: E402
+from protectors.model import Aggregation, CellStatus, PodProtector, Status  # noqa: E402
+from protectors.summarize import summarize  # noqa: E402
 from tests.integration.conftest import start_sandbox, stop_sandbox  # noqa: E402
 from tests.integration.webhook_env import (  # noqa: E402
+    GROUP,
+    PLURAL,
+    VERSION,
     create_protector,
     install_crd,
     ready_pod,
@@ -41,12 +57,29 @@ from tests.integration.webhook_env import (  # noqa: E402
     unregister,
     write_aggregation,
 )
+from webhook.bounded_client import BoundedClient  # noqa: E402
+from webhook.observer import PHASES  # noqa: E402
 from webhook.protector_index import ProtectorIndex  # noqa: E402
+from webhook.registration import SELF_LABEL_KEY, SELF_LABEL_VALUE  # noqa: E402
+
+CLUSTERS = ("core", "cell-a", "cell-b")
+# Never sent to the webhook: the registration's objectSelector leaves Podseidon's own pods out.
+BARE = {SELF_LABEL_KEY: SELF_LABEL_VALUE}
+UNMATCHED = {"app": "nobody-protects-this"}
+PROTECTED = {"app": "bench"}
 
 
 def percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+def ms(values: list[float]) -> dict[str, float]:
+    return {
+        "median": round(statistics.median(values) * 1000, 3),
+        "p99": round(percentile(values, 0.99) * 1000, 3),
+        "n": len(values),
+    }
 
 
 def bench_index(protectors: int) -> dict[str, float]:
@@ -79,34 +112,110 @@ def bench_index(protectors: int) -> dict[str, float]:
     return {"median_us": statistics.median(samples), "p_max_us": max(samples), "scan_us": scan_us}
 
 
-def review_rate(hook, body: bytes, total: int, clients: int) -> tuple[float, int]:
-    """Reviews per second from ``clients`` threads, each on its own kept-alive connection,
-    as kube-apiserver's HTTP/1.1 client pool would send them."""
-    import http.client
+# -- metrics of the webhook -----------------------------------------------------------------
 
-    host, port = hook.url.removeprefix("https://").split(":")
-    local = threading.local()
-    ok = 0
-    lock = threading.Lock()
 
-    def one(_: int) -> None:
-        nonlocal ok
-        connection = getattr(local, "connection", None)
-        if connection is None:
-            connection = local.connection = http.client.HTTPSConnection(
-                host, int(port), context=hook.ssl_context(), timeout=30
+def _samples(metrics: str, name: str) -> dict[tuple[tuple[str, str], ...], float]:
+    found: dict[tuple[tuple[str, str], ...], float] = {}
+    for line in metrics.splitlines():
+        if not line.startswith(name):
+            continue
+        head, _, value = line.rpartition(" ")
+        metric, _, labels = head.partition("{")
+        if metric != name:
+            continue
+        pairs = []
+        for part in labels.rstrip("}").split(","):
+            if "=" in part:
+                key, _, raw = part.partition("=")
+                pairs.append((key, raw.strip('"')))
+        key = tuple(sorted(pairs))
+        found[key] = found.get(key, 0.0) + float(value)
+    return found
+
+
+def _counter(metrics: str, name: str) -> float:
+    return sum(_samples(metrics, name).values())
+
+
+def phase_figures(before: str, after: str) -> dict[str, dict[str, float]]:
+    """Count, mean and median (interpolated in its bucket) of each phase between two scrapes."""
+    figures: dict[str, dict[str, float]] = {}
+    buckets_before = _samples(before, "webhook_phase_seconds_bucket")
+    buckets_after = _samples(after, "webhook_phase_seconds_bucket")
+    sums = {
+        k: v - _samples(before, "webhook_phase_seconds_sum").get(k, 0.0)
+        for k, v in _samples(after, "webhook_phase_seconds_sum").items()
+    }
+    for phase in PHASES:
+        cumulative = []
+        for key, value in buckets_after.items():
+            labels = dict(key)
+            if labels.get("phase") != phase:
+                continue
+            bound = float("inf") if labels["le"] == "+Inf" else float(labels["le"])
+            cumulative.append((bound, value - buckets_before.get(key, 0.0)))
+        cumulative.sort()
+        count = cumulative[-1][1] if cumulative else 0.0
+        if count <= 0:
+            continue
+        total = sums.get((("phase", phase),), 0.0)
+        median, lower, below = float("nan"), 0.0, 0.0
+        for bound, seen in cumulative:
+            if seen >= count / 2:
+                share = (count / 2 - below) / max(seen - below, 1e-9)
+                median = lower + (bound - lower) * share if bound != float("inf") else lower
+                break
+            lower, below = bound, seen
+        figures[phase] = {
+            "count": count,
+            "mean_ms": round(total / count * 1000, 4),
+            "median_ms": round(median * 1000, 4),
+        }
+    return figures
+
+
+def print_phases(title: str, figures: dict[str, dict[str, float]]) -> None:
+    if not figures:
+        print(f"  {title}: no webhook_phase_seconds from this webhook")
+        return
+    print(f"  {title} (median ≈ interpolated in its bucket / mean, ms; count):")
+    for phase in PHASES:
+        if phase in figures:
+            f = figures[phase]
+            print(
+                f"    {phase:<13} {f['median_ms']:8.3f} / {f['mean_ms']:8.3f}  ({f['count']:.0f})"
             )
-        connection.request("POST", "/cell-a", body, {"Content-Type": "application/json"})
-        response = connection.getresponse()
-        response.read()
-        if response.status == 200:
-            with lock:
-                ok += 1
 
-    started = time.perf_counter()
-    with ThreadPoolExecutor(max_workers=clients) as pool:
-        list(pool.map(one, range(total)))
-    return total / (time.perf_counter() - started), ok
+
+# -- clusters --------------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def clusters(work: Path, kubeconfigs_dir: Path | None) -> Iterator[dict[str, Path]]:
+    if kubeconfigs_dir is not None:
+        found = {}
+        for name in CLUSTERS:
+            for candidate in (kubeconfigs_dir / f"{name}.kubeconfig", kubeconfigs_dir / name):
+                if candidate.is_file():
+                    found[name] = candidate
+                    break
+            else:
+                raise SystemExit(f"--kubeconfigs: no kubeconfig for {name} in {kubeconfigs_dir}")
+        print(
+            "clusters: the kubeconfigs in --kubeconfigs (their apiservers must reach this "
+            "machine's 127.0.0.1 to call the webhook)"
+        )
+        yield found
+        return
+    state = work / "sandbox"
+    state.mkdir()
+    sandbox = start_sandbox(state, CLUSTERS)
+    print("clusters: sandbox (core, cell-a, cell-b in one process)")
+    try:
+        yield {n: state / f"{n}.kubeconfig" for n in CLUSTERS}
+    finally:
+        stop_sandbox(sandbox)
 
 
 def client_for(kubeconfig: Path, pool: int = 64) -> k8s.CoreV1Api:
@@ -116,170 +225,290 @@ def client_for(kubeconfig: Path, pool: int = 64) -> k8s.CoreV1Api:
     return k8s.CoreV1Api(k8s.ApiClient(configuration))
 
 
-def timed_deletes(core: k8s.CoreV1Api, ns: str, names: list[str], clients: int) -> list[float]:
-    latencies: list[float] = []
-    lock = threading.Lock()
+def make_pods(cell: k8s.CoreV1Api, ns: str, names: list[str], labels: dict[str, str]) -> None:
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        list(pool.map(lambda name: ready_pod(cell, ns, name, labels), names))
 
-    def one(name: str) -> None:
+
+def timed_delete(cell: k8s.CoreV1Api, ns: str, name: str) -> tuple[float, int]:
+    started = time.perf_counter()
+    try:
+        cell.delete_namespaced_pod(name, ns)
+        status = 200
+    except k8s.ApiException as error:
+        status = error.status
+    return time.perf_counter() - started, status
+
+
+class StatusPutter:
+    """PUTs a spare PodProtector's status through the webhook's own client (keep-alive TLS,
+    orjson), so that one status write is timed exactly as the webhook makes it. The status put
+    is a copy of the measured PodProtector's (re-read every 10 writes, outside the timing), so
+    both writes carry as many admission buckets."""
+
+    def __init__(self, core_api: Any, ns: str, name: str, like: str) -> None:
+        self.client = BoundedClient(core_api)
+        self.ns, self.name, self.like = ns, name, like
+        self.current = self.client.get(PODPROTECTORS, ns, name, 10.0)
+        self.status: dict[str, Any] = {}
+        self.count = 0
+
+    def put(self) -> float:
+        if self.count % 10 == 0:
+            self.status = self.client.get(PODPROTECTORS, self.ns, self.like, 10.0).get(
+                "status"
+            ) or {"cells": []}
+        self.count += 1
+        body = dict(self.current)
+        status = orjson.loads(orjson.dumps(self.status))
+        status.setdefault("summary", {})["totalReplicas"] = self.count  # always a change
+        body["status"] = status
         started = time.perf_counter()
-        with contextlib.suppress(k8s.ApiException):
-            core.delete_namespaced_pod(name, ns)
-        with lock:
-            latencies.append(time.perf_counter() - started)
+        self.current = self.client.replace_status(PODPROTECTORS, self.ns, self.name, body, 10.0)
+        return time.perf_counter() - started
 
-    with ThreadPoolExecutor(max_workers=clients) as pool:
-        list(pool.map(one, names))
+
+def side_by_side(
+    hook: Any, cell: k8s.CoreV1Api, putter: StatusPutter, ns: str, n: int, tag: str
+) -> tuple[dict[str, list[float]], dict[str, dict[str, float]], int]:
+    """n rounds of: a bare DELETE, an unmatched one, a protected one, one status PUT."""
+    kinds = {"bare": BARE, "unmatched": UNMATCHED, "protected": PROTECTED}
+    names = {kind: [f"{tag}-{kind[0]}{i}" for i in range(n)] for kind in kinds}
+    for kind, labels in kinds.items():
+        make_pods(cell, ns, names[kind], labels)
+    time.sleep(0.5)
+    latencies: dict[str, list[float]] = {kind: [] for kind in (*kinds, "status_put")}
+    refused = 0
+    before = hook.metrics()
+    for i in range(n):
+        for kind in kinds:
+            seconds, status = timed_delete(cell, ns, names[kind][i])
+            latencies[kind].append(seconds)
+            refused += status != 200
+        latencies["status_put"].append(putter.put())
+    return latencies, phase_figures(before, hook.metrics()), refused
+
+
+class Aggregator(threading.Thread):
+    """Every ``rate`` seconds, what the aggregator does for one PodProtector while its pods go:
+    read it, set cell-a's counts (one fewer each time), drop the admission buckets older than
+    ``rate`` (their deletions are in the pod stream by then), summarize, write with the
+    resourceVersion it read; a conflict is retried at once, as its work queue would."""
+
+    def __init__(self, core_api: Any, ns: str, name: str, start: int, rate: float) -> None:
+        super().__init__(daemon=True)
+        self.objects = k8s.CustomObjectsApi(core_api)
+        self.ns, self.name = ns, name
+        self.available, self.rate = start, rate
+        self.stopping = threading.Event()
+        self.writes = self.conflicts = 0
+
+    def run(self) -> None:
+        while not self.stopping.wait(self.rate):
+            self.available -= 1
+            for _attempt in range(5):
+                try:
+                    self.write_once()
+                    self.writes += 1
+                    break
+                except k8s.ApiException as error:
+                    if error.status != 409:
+                        raise
+                    self.conflicts += 1
+
+    def write_once(self) -> None:
+        current = PodProtector.from_dict(
+            self.objects.get_namespaced_custom_object(GROUP, VERSION, self.ns, PLURAL, self.name)
+        )
+        now = datetime.now(UTC)
+        cutoff = now - timedelta(seconds=self.rate)
+        status = current.status or Status()
+        previous = status.cell("cell-a") or CellStatus(cell_id="cell-a")
+        n = self.available
+        cell = replace(
+            previous,
+            aggregation=Aggregation(
+                total_replicas=n,
+                available_replicas=n,
+                ready_replicas=n,
+                scheduled_replicas=n,
+                running_replicas=n,
+                last_event_time=now,
+            ),
+        ).with_buckets(b for b in previous.buckets if b.end > cutoff)
+        body = current.with_status(summarize(status.with_cell(cell))).to_dict()
+        self.objects.replace_namespaced_custom_object_status(
+            GROUP, VERSION, self.ns, PLURAL, self.name, body
+        )
+
+
+def with_aggregator(
+    hook: Any, cell: k8s.CoreV1Api, core_api: Any, ns: str, seconds: float
+) -> dict[str, Any]:
+    """Sequential protected deletions for ``seconds`` while the aggregator writes."""
+    count = int(seconds * 80)
+    names = [f"agg-{i}" for i in range(count)]
+    bare = [f"agg-bare-{i}" for i in range(count)]
+    make_pods(cell, ns, names, PROTECTED)
+    make_pods(cell, ns, bare, BARE)
+    time.sleep(0.5)
+    aggregator = Aggregator(core_api, ns, "bench", 1_000_000, 1.0)
+    before = hook.metrics()
+    aggregator.start()
+    latencies: list[float] = []
+    reference: list[float] = []
+    refused = 0
+    until = time.monotonic() + seconds
+    try:
+        # Each protected DELETE followed by a bare one: the bare ones' tail is the machine's.
+        for name, other in zip(names, bare, strict=True):
+            if time.monotonic() > until:
+                break
+            elapsed, status = timed_delete(cell, ns, name)
+            latencies.append(elapsed)
+            refused += status != 200
+            reference.append(timed_delete(cell, ns, other)[0])
+    finally:
+        aggregator.stopping.set()
+        aggregator.join(10)
+    after = hook.metrics()
+    return {
+        "delete_ms": ms(latencies),
+        "bare_delete_ms": ms(reference),
+        "refused": refused,
+        "aggregator_writes": aggregator.writes,
+        "aggregator_conflicts": aggregator.conflicts,
+        "webhook_conflict_retries": _counter(after, "retrybatch_submit_retry_count_total")
+        - _counter(before, "retrybatch_submit_retry_count_total"),
+        "webhook_conflict_rereads": _counter(after, "webhook_status_write_conflict_total")
+        - _counter(before, "webhook_status_write_conflict_total"),
+        "phases": phase_figures(before, after),
+    }
+
+
+# -- reviews straight at the webhook -----------------------------------------------------------
+
+
+def unmatched_review(ns: str) -> bytes:
+    return orjson.dumps(
+        {
+            "apiVersion": "admission.k8s.io/v1",
+            "kind": "AdmissionReview",
+            "request": {
+                "uid": "bench",
+                "operation": "DELETE",
+                "namespace": ns,
+                "name": "x",
+                "resource": {"group": "", "version": "v1", "resource": "pods"},
+                "userInfo": {"username": "bench"},
+                "oldObject": {
+                    "metadata": {"name": "x", "namespace": ns, "uid": "u-x", "labels": UNMATCHED},
+                    "status": {"conditions": [{"type": "Ready", "status": "True"}]},
+                },
+            },
+        }
+    )
+
+
+def _http_request(port: int, body: bytes) -> bytes:
+    return (
+        f"POST /cell-a?timeout=10s HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
+        f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
+    ).encode() + body
+
+
+def _exchange(conn: ssl.SSLSocket, request: bytes, buffer: bytearray) -> int:
+    """Send one request, read one response on a kept-alive connection; its status."""
+    conn.sendall(request)
+    while True:
+        end = buffer.find(b"\r\n\r\n")
+        if end >= 0:
+            head = bytes(buffer[:end]).decode("latin-1")
+            length = 0
+            for line in head.split("\r\n")[1:]:
+                name, _, value = line.partition(":")
+                if name.strip().lower() == "content-length":
+                    length = int(value)
+            if len(buffer) >= end + 4 + length:
+                del buffer[: end + 4 + length]
+                return int(head.split(" ", 2)[1])
+        chunk = conn.recv(65536)
+        if not chunk:
+            raise ConnectionError("webhook closed the connection")
+        buffer += chunk
+
+
+def _connect(port: int, ca_file: str) -> ssl.SSLSocket:
+    context = ssl.create_default_context(cafile=ca_file)
+    raw = socket.create_connection(("127.0.0.1", port), timeout=30)
+    raw.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    return context.wrap_socket(raw, server_hostname="127.0.0.1")
+
+
+def _load_process(port: int, ca_file: str, body: bytes, total: int, connections: int) -> int:
+    """One load process: ``connections`` threads, one kept-alive TLS connection each, sending
+    the same pre-encoded review; the number answered 200."""
+    request = _http_request(port, body)
+    ok = [0] * connections
+    per_thread = [total // connections + (i < total % connections) for i in range(connections)]
+
+    def run(i: int) -> None:
+        conn, buffer = _connect(port, ca_file), bytearray()
+        try:
+            for _ in range(per_thread[i]):
+                ok[i] += _exchange(conn, request, buffer) == 200
+        finally:
+            conn.close()
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(connections)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return sum(ok)
+
+
+def review_rate(hook: Any, body: bytes, total: int, clients: int) -> tuple[float, int]:
+    """Reviews per second from ``clients`` kept-alive TLS connections spread over two load
+    processes (a lean client: pre-encoded requests, minimal parsing), as kube-apiserver's
+    connection pool would send them."""
+    port = int(hook.url.rsplit(":", 1)[1])
+    processes = 2
+    spawn = multiprocessing.get_context("spawn")
+    with spawn.Pool(processes) as pool:
+        # Warm-up: connections and the workers' first requests.
+        pool.starmap(_load_process, [(port, str(hook.ca_file), body, 40, 2)] * processes)
+        started = time.perf_counter()
+        answered = pool.starmap(
+            _load_process,
+            [
+                (port, str(hook.ca_file), body, total // processes, max(1, clients // processes))
+                for _ in range(processes)
+            ],
+        )
+        elapsed = time.perf_counter() - started
+    return sum(answered) / elapsed, sum(answered)
+
+
+def sequential_reviews(hook: Any, body: bytes, count: int) -> list[float]:
+    """Round trips of reviews sent one after another on one kept-alive TLS connection."""
+    port = int(hook.url.rsplit(":", 1)[1])
+    request, buffer = _http_request(port, body), bytearray()
+    conn = _connect(port, str(hook.ca_file))
+    latencies = []
+    try:
+        for _ in range(20):
+            _exchange(conn, request, buffer)
+        for _ in range(count):
+            started = time.perf_counter()
+            assert _exchange(conn, request, buffer) == 200
+            latencies.append(time.perf_counter() - started)
+    finally:
+        conn.close()
     return latencies
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--protectors", type=int, default=10000)
-    parser.add_argument("--deletes", type=int, default=200)
-    parser.add_argument("--clients", type=int, default=16)
-    parser.add_argument("--concurrent", type=int, default=50)
-    parser.add_argument("--batch-window-ms", type=int, default=None)
-    parser.add_argument("--rounds", type=int, default=3, help="bursts per webhook configuration")
-    parser.add_argument(
-        "--compare",
-        action="append",
-        type=_webhook_options,
-        default=[],
-        metavar="OPTION=MILLIS[,OPTION=MILLIS]",
-        help="also measure the status writes of a webhook with these options, side by side "
-        "with the default, e.g. --compare bucket_refresh_after_millis=0",
-    )
-    args = parser.parse_args()
-
-    figures = bench_index(args.protectors)
-    print(f"index: {args.protectors} protectors in one namespace")
-    print(
-        f"  match median {figures['median_us']:.1f} us (worst repeat {figures['p_max_us']:.1f})"
-        f"; full scan {figures['scan_us']:.0f} us; ratio scan/index "
-        f"{figures['scan_us'] / figures['median_us']:.0f}x"
-    )
-    print(f"  target median <= 50 us: {'PASS' if figures['median_us'] <= 50 else 'FAIL'}")
-
-    with tempfile.TemporaryDirectory(prefix="podseidon-bench-") as tmp:
-        work = Path(tmp)
-        state = work / "sandbox"
-        state.mkdir()
-        sandbox = start_sandbox(state, ("core", "cell-a", "cell-b"))
-        kubeconfigs = {n: state / f"{n}.kubeconfig" for n in ("core", "cell-a", "cell-b")}
-        core_api = k8s_config.new_client_from_config(config_file=str(kubeconfigs["core"]))
-        install_crd(core_api)
-        options = {}
-        if args.batch_window_ms is not None:
-            options["batch_window_millis"] = args.batch_window_ms
-        hook = start_webhook(work, kubeconfigs, tls_dir=work / "tls", webhook_options=options)
-        print(f"webhook batch window: {options.get('batch_window_millis', 'default')} ms")
-        # Other webhook options, measured side by side with the default in the same run.
-        extra_hooks = {}
-        try:
-            for i, extra_options in enumerate(args.compare):
-                (work / f"compare-{i}").mkdir()
-                label = ",".join(f"{k}={v}" for k, v in extra_options.items())
-                extra_hooks[label] = start_webhook(
-                    work / f"compare-{i}",
-                    kubeconfigs,
-                    tls_dir=work / "tls",
-                    webhook_options={**options, **extra_options},
-                )
-        except BaseException:
-            for extra in (hook, *extra_hooks.values()):
-                extra.stop()
-            stop_sandbox(sandbox)
-            raise
-        try:
-            cell = client_for(kubeconfigs["cell-a"])
-            ns = f"bench-{uuid.uuid4().hex[:6]}"
-            for name in ("core", "cell-a"):
-                client_for(kubeconfigs[name]).create_namespace({"metadata": {"name": ns}})
-            n = args.deletes
-            hooks = {"default": hook, **extra_hooks}
-            labels = {"app": "bench"}
-            names = [f"p{i}" for i in range(n * (len(hooks) + 1))]
-            for name in names:
-                ready_pod(cell, ns, name, labels)
-            unused = iter(names)
-            create_protector(core_api, ns, "bench", 0, labels)
-            write_aggregation(core_api, ns, "bench", {"cell-a": 10 * n * len(hooks)})
-            time.sleep(1)
-            # Side by side: the same number of pods deleted through each webhook and with none,
-            # interleaved in blocks so drift on a shared machine hits all alike.
-            latencies: dict[str, list[float]] = {label: [] for label in (*hooks, "without")}
-            block = max(n // 5, 1)
-            for _ in range(0, n, block):
-                for label in latencies:
-                    if label != "without":
-                        register(hooks[label], "cell-a")
-                        time.sleep(0.3)
-                    chosen = [next(unused) for _ in range(block)]
-                    latencies[label] += timed_deletes(cell, ns, chosen, 1)
-                    if label != "without":
-                        unregister(cell.api_client)
-                        time.sleep(0.3)
-            without = latencies["without"]
-            print(f"pod DELETE through the sandbox, sequential, {len(without)} each:")
-            for label, values in latencies.items():
-                ratio = ""
-                if label != "without":
-                    ratio = (
-                        f"; ratio to without: median "
-                        f"{statistics.median(values) / statistics.median(without):.2f}x, p99 "
-                        f"{percentile(values, 0.99) / percentile(without, 0.99):.2f}x"
-                    )
-                print(
-                    f"  {label:<40} median {statistics.median(values) * 1000:.2f} ms, "
-                    f"p99 {percentile(values, 0.99) * 1000:.2f} ms{ratio}"
-                )
-
-            # Reviews per second straight at the webhook, 16 concurrent clients.
-            body = json.dumps(
-                {
-                    "apiVersion": "admission.k8s.io/v1",
-                    "kind": "AdmissionReview",
-                    "request": {
-                        "uid": "bench",
-                        "operation": "DELETE",
-                        "namespace": ns,
-                        "name": "x",
-                        "resource": {"group": "", "version": "v1", "resource": "pods"},
-                        "userInfo": {"username": "bench"},
-                        "oldObject": {
-                            "metadata": {
-                                "name": "x",
-                                "namespace": ns,
-                                "uid": "u-x",
-                                "labels": {"app": "other"},
-                            },
-                            "status": {"conditions": [{"type": "Ready", "status": "True"}]},
-                        },
-                    },
-                }
-            ).encode()
-            total = 4000
-            rate, ok = review_rate(hook, body, total, args.clients)
-            print(
-                f"reviews straight at the webhook, {args.clients} keep-alive clients: "
-                f"{rate:.0f}/s ({ok}/{total} answered 200)"
-            )
-
-            print(f"status writes per admitted deletion, {args.concurrent} concurrent deletions:")
-            report_writes(
-                {"default": hook, **extra_hooks},
-                cell,
-                core_api,
-                kubeconfigs,
-                args.concurrent,
-                args.rounds,
-            )
-        finally:
-            hook.stop()
-            for extra in extra_hooks.values():
-                extra.stop()
-            stop_sandbox(sandbox)
-    return 0
+# -- status writes per admitted deletion -------------------------------------------------------
 
 
 def report_writes(
@@ -289,7 +518,7 @@ def report_writes(
     kubeconfigs: dict[str, Path],
     concurrent: int,
     rounds: int,
-) -> None:
+) -> dict[str, dict[str, float]]:
     """Bursts of concurrent deletions of one protector's pods, the webhooks taking turns."""
     totals = {label: [0.0, 0.0, 0.0, 0.0] for label in hooks}  # admitted, writes, batches, retries
     for _ in range(rounds):
@@ -297,6 +526,7 @@ def report_writes(
             figures = write_burst(hook, cell, core_api, kubeconfigs, concurrent)
             for i, value in enumerate(figures):
                 totals[label][i] += value
+    out = {}
     for label, (admitted, writes, batches, retries) in totals.items():
         ratio = writes / admitted if admitted else float("inf")
         verdict = "PASS" if ratio <= 0.2 else "FAIL"
@@ -305,6 +535,14 @@ def report_writes(
             f"({admitted:.0f} admitted, {writes:.0f} writes, {batches:.0f} batches, "
             f"{retries:.0f} conflict retries) target <= 0.2: {verdict}"
         )
+        out[label] = {
+            "ratio": round(ratio, 3),
+            "admitted": admitted,
+            "writes": writes,
+            "batches": batches,
+            "conflict_retries": retries,
+        }
+    return out
 
 
 def write_burst(
@@ -363,12 +601,211 @@ def _webhook_options(text: str) -> dict[str, int]:
     return options
 
 
-def _counter(metrics: str, name: str) -> float:
-    return sum(
-        float(line.rsplit(" ", 1)[1])
-        for line in metrics.splitlines()
-        if line.startswith(name + "{") or line.startswith(name + " ")
+# -- main ------------------------------------------------------------------------------------
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--protectors", type=int, default=10000)
+    parser.add_argument("--deletes", type=int, default=200, help="sequential rounds")
+    parser.add_argument("--clients", type=int, default=16)
+    parser.add_argument("--concurrent", type=int, default=50)
+    parser.add_argument("--reviews", type=int, default=4000)
+    parser.add_argument(
+        "--aggregator-seconds",
+        type=float,
+        default=12.0,
+        help="how long to delete sequentially while the aggregator writes",
     )
+    parser.add_argument("--rounds", type=int, default=3, help="bursts per webhook configuration")
+    parser.add_argument(
+        "--compare",
+        action="append",
+        type=_webhook_options,
+        default=[],
+        metavar="OPTION=MILLIS[,OPTION=MILLIS]",
+        help="also measure a webhook with these options, side by side with the default, "
+        "e.g. --compare batch_window_millis=0",
+    )
+    parser.add_argument(
+        "--kubeconfigs",
+        type=Path,
+        help="folder with core, cell-a and cell-b kubeconfigs (NAME or NAME.kubeconfig) to use "
+        "instead of starting the sandbox",
+    )
+    parser.add_argument("--json", type=Path, help="also write every figure to this JSON file")
+    args = parser.parse_args()
+    out: dict[str, Any] = {"started": datetime.now(UTC).isoformat(timespec="seconds")}
+    with open("/proc/loadavg") as f:
+        out["loadavg_before"] = f.read().split()[:3]
+    print(f"machine: load average {' '.join(out['loadavg_before'])} at the start")
+
+    figures = bench_index(args.protectors)
+    out["index_us"] = figures
+    print(f"index: {args.protectors} protectors in one namespace")
+    print(
+        f"  match median {figures['median_us']:.1f} us (worst repeat {figures['p_max_us']:.1f})"
+        f"; full scan {figures['scan_us']:.0f} us; ratio scan/index "
+        f"{figures['scan_us'] / figures['median_us']:.0f}x"
+    )
+    print(f"  target median <= 50 us: {'PASS' if figures['median_us'] <= 50 else 'FAIL'}")
+
+    with (
+        tempfile.TemporaryDirectory(prefix="podseidon-bench-") as tmp,
+        clusters(Path(tmp), args.kubeconfigs) as kubeconfigs,
+    ):
+        work = Path(tmp)
+        core_api = k8s_config.new_client_from_config(config_file=str(kubeconfigs["core"]))
+        install_crd(core_api)
+        hooks: dict[str, Any] = {}
+        try:
+            (work / "default").mkdir()
+            hooks["default"] = start_webhook(
+                work / "default", kubeconfigs, tls_dir=work / "tls", webhook_options={}
+            )
+            for i, extra_options in enumerate(args.compare):
+                (work / f"compare-{i}").mkdir()
+                label = ",".join(f"{k}={v}" for k, v in extra_options.items())
+                hooks[label] = start_webhook(
+                    work / f"compare-{i}",
+                    kubeconfigs,
+                    tls_dir=work / "tls",
+                    webhook_options=extra_options,
+                )
+            run(args, hooks, kubeconfigs, core_api, out)
+        finally:
+            for hook in hooks.values():
+                hook.stop()
+    with open("/proc/loadavg") as f:
+        out["loadavg_after"] = f.read().split()[:3]
+    print(f"machine: load average {' '.join(out['loadavg_after'])} at the end")
+    if args.json is not None:
+        args.json.write_text(json.dumps(out, indent=2, sort_keys=True) + "\n")
+    return 0
+
+
+def run(
+    args: argparse.Namespace,
+    hooks: dict[str, Any],
+    kubeconfigs: dict[str, Path],
+    core_api: Any,
+    out: dict[str, Any],
+) -> None:
+    cell = client_for(kubeconfigs["cell-a"])
+    ns = f"bench-{uuid.uuid4().hex[:6]}"
+    for name in ("core", "cell-a"):
+        client_for(kubeconfigs[name]).create_namespace({"metadata": {"name": ns}})
+    create_protector(core_api, ns, "bench", 0, PROTECTED)
+    write_aggregation(core_api, ns, "bench", {"cell-a": 1_000_000})
+    create_protector(core_api, ns, "put-target", 0, {"app": "put-target"})
+    putter = StatusPutter(core_api, ns, "put-target", "bench")
+
+    n = args.deletes
+    print(
+        f"pod DELETE through cell-a, sequential, {n} rounds of bare / unmatched / protected "
+        "DELETE and one status PUT:"
+    )
+    out["configurations"] = {}
+    for index, (label, hook) in enumerate(hooks.items()):
+        register(hook, "cell-a")
+        time.sleep(0.3)
+        try:
+            latencies, phases, refused = side_by_side(hook, cell, putter, ns, n, f"s{index}")
+        finally:
+            unregister(cell.api_client)
+            time.sleep(0.3)
+        delete = {kind: ms(latencies[kind]) for kind in ("bare", "unmatched", "protected")}
+        put = ms(latencies["status_put"])
+        extra = delete["protected"]["median"] - delete["unmatched"]["median"]
+        ratio = extra / put["median"]
+        figures = {
+            "delete_ms": delete,
+            "status_put_ms": put,
+            "protected_minus_unmatched_ms": round(extra, 3),
+            "protected_minus_unmatched_over_put": round(ratio, 3),
+            "protected_refused": refused,
+            "phases": phases,
+        }
+        out["configurations"][label] = figures
+        print(f"  {label}:")
+        for kind in ("bare", "unmatched", "protected"):
+            d = delete[kind]
+            print(f"    {kind:<10} median {d['median']:7.2f} ms, p99 {d['p99']:7.2f} ms")
+        print(f"    status PUT median {put['median']:7.2f} ms, p99 {put['p99']:7.2f} ms")
+        print(
+            f"    protected - unmatched = {extra:.2f} ms = {ratio:.2f} x one status PUT "
+            f"(target <= 1.3: {'PASS' if ratio <= 1.3 else 'FAIL'}); refused {refused}"
+        )
+        print_phases("phases during these deletions", phases)
+    default = out["configurations"]["default"]
+    out.update(
+        {
+            "delete_ms": default["delete_ms"],
+            "status_put_ms": default["status_put_ms"],
+            "protected_minus_unmatched_over_put": default["protected_minus_unmatched_over_put"],
+        }
+    )
+
+    hook = hooks["default"]
+    print(
+        f"sequential protected DELETEs while an aggregator writes the same PodProtector's status "
+        f"every 1 s (for {args.aggregator_seconds:.0f} s, default configuration):"
+    )
+    register(hook, "cell-a")
+    time.sleep(0.3)
+    try:
+        aggregated = with_aggregator(hook, cell, core_api, ns, args.aggregator_seconds)
+    finally:
+        unregister(cell.api_client)
+    out["with_aggregator"] = aggregated
+    d, b = aggregated["delete_ms"], aggregated["bare_delete_ms"]
+    tail = d["p99"] / d["median"]
+    aggregated["p99_over_median"] = round(tail, 3)
+    print(
+        f"  protected median {d['median']:.2f} ms, p99 {d['p99']:.2f} ms = {tail:.2f} x median "
+        f"(target <= 2: {'PASS' if tail <= 2 else 'FAIL'}) over {d['n']}; bare DELETEs in "
+        f"between: median {b['median']:.2f} ms, p99 {b['p99']:.2f} ms = "
+        f"{b['p99'] / b['median']:.2f} x median"
+    )
+    print(
+        f"  aggregator writes {aggregated['aggregator_writes']} (its own conflicts "
+        f"{aggregated['aggregator_conflicts']}); webhook conflicts re-read at once "
+        f"{aggregated['webhook_conflict_rereads']:.0f}, backed off "
+        f"{aggregated['webhook_conflict_retries']:.0f}; refused {aggregated['refused']}"
+    )
+    print_phases("phases", aggregated["phases"])
+
+    body = unmatched_review(ns)
+    before = hook.metrics()
+    sequential = sequential_reviews(hook, body, 1000)
+    middle = hook.metrics()
+    rate, ok = review_rate(hook, body, args.reviews, args.clients)
+    after = hook.metrics()
+    alone, loaded = phase_figures(before, middle), phase_figures(middle, after)
+    server = alone.get("server", {})
+    out["unmatched_review_client_ms"] = ms(sequential)
+    out["unmatched_review_server_ms"] = server
+    out["unmatched_review_server_ms_under_load"] = loaded.get("server", {})
+    out["reviews_per_second"] = round(rate)
+    out["reviews_answered"] = ok
+    median, mean = server.get("median_ms", float("nan")), server.get("mean_ms", float("nan"))
+    print(
+        f"unmatched reviews straight at the webhook, one keep-alive TLS client: round trip "
+        f"median {statistics.median(sequential) * 1000:.3f} ms; server time median "
+        f"{median:.3f} ms, mean {mean:.3f} ms (target median <= 0.4: "
+        f"{'PASS' if median <= 0.4 else 'FAIL'})"
+    )
+    print_phases("phases, one client", alone)
+    print(
+        f"reviews straight at the webhook, {args.clients} keep-alive clients: {rate:.0f}/s "
+        f"({ok}/{args.reviews} answered 200; target >= 3000: {'PASS' if rate >= 3000 else 'FAIL'})"
+    )
+    print_phases(f"phases, {args.clients} clients", loaded)
+
+    print(f"status writes per admitted deletion, {args.concurrent} concurrent deletions:")
+    writes = report_writes(hooks, cell, core_api, kubeconfigs, args.concurrent, args.rounds)
+    out["writes"] = writes
+    out["writes_per_admitted_deletion"] = writes["default"]["ratio"]
 
 
 if __name__ == "__main__":

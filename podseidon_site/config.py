@@ -249,6 +249,13 @@ class WebhookConfig(_Section):
     timeout_seconds: Annotated[StrictInt, Field(ge=1, le=30)] = Field(
         default=10, description="kube-apiserver's deadline for one AdmissionReview."
     )
+    core_write_timeout_millis: Annotated[StrictInt, Field(ge=100, le=30000)] = Field(
+        default=3000,
+        description="Longest wait for the core cluster to answer one status write (connect, TLS "
+        "and response; never past the review's own deadline). A write that gets no answer "
+        "refuses its deletions with a 500 naming the core cluster, and the next protected "
+        "reviews are refused at once until a probe write (one a second) is answered.",
+    )
     object_selector: dict[StrictStr, Any] = Field(
         default_factory=dict, description="LabelSelector restricting which pods are sent."
     )

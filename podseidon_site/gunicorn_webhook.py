@@ -26,7 +26,7 @@ os.environ["PODSEIDON_ROLE"] = "webhook"
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "podseidon_site.settings.production")
 common.use_multiprocess_metrics("webhook")
 
-wsgi_app = "podseidon_site.wsgi:application"
+wsgi_app = "webhook.wsgi:application"
 bind = os.environ.get("GUNICORN_BIND", f"0.0.0.0:{_config.webhook.port}").split(",")
 certfile = _config.webhook.tls.cert_file
 keyfile = _config.webhook.tls.key_file
@@ -36,7 +36,12 @@ if _config.webhook.tls.client_ca_file:
         ssl.CERT_OPTIONAL if _config.webhook.tls.probes_without_client_cert else ssl.CERT_REQUIRED
     )
 workers = int(os.environ.get("GUNICORN_WORKERS", "3"))
-threads = int(os.environ.get("GUNICORN_THREADS", "16"))
+# Reviews waiting for a status write hold a thread each; with the core cluster hung they hold
+# it for webhook.core_write_timeout_millis. Idle threads cost little (a stack), and a burst of
+# protected deletions must leave threads for the reviews that need no write: the runtime lets
+# at most threads - threads/8 of them wait for the core cluster (webhook/core_breaker.py).
+threads = int(os.environ.get("GUNICORN_THREADS", "128"))
+os.environ["PODSEIDON_WEBHOOK_THREADS"] = str(threads)
 worker_class = "gthread"
 timeout = 60
 graceful_timeout = 15

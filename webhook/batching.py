@@ -35,12 +35,15 @@ class BatchObserver(Protocol):
 
     def batch_retry(self, key: Hashable, size: int, delay: float) -> None: ...
 
+    def batch_waited(self, key: Hashable, seconds: float) -> None: ...
+
 
 @dataclass
 class _Pending(Generic[Item, Result]):
     item: Item
     future: Future[Result]
     deadline: float
+    submitted: float = 0.0
 
 
 class _KeyState(Generic[Item, Result]):
@@ -54,11 +57,15 @@ class _KeyState(Generic[Item, Result]):
 
 
 class RetryBatcher(Generic[Item, Result]):
-    """Run ``execute(key, items) -> results`` for concurrent submissions sharing a key."""
+    """Run ``execute(key, items, deadline) -> results`` for concurrent submissions sharing a key.
+
+    ``deadline`` is the running thread's own: the executor must return by then, because that
+    thread's answer is due (the other waiters give up at their own deadlines by themselves).
+    """
 
     def __init__(
         self,
-        execute: Callable[[Hashable, Sequence[Item]], Sequence[Result]],
+        execute: Callable[[Hashable, Sequence[Item], float], Sequence[Result]],
         *,
         backoff_base: float = 0.1,
         backoff_jitter: float = 0.1,
@@ -84,7 +91,7 @@ class RetryBatcher(Generic[Item, Result]):
         idle, runs one batch (everything pending, retries included) and hands over, so nobody
         keeps executing other requests' batches after its own answer is ready.
         """
-        pending: _Pending[Item, Result] = _Pending(item, Future(), deadline)
+        pending: _Pending[Item, Result] = _Pending(item, Future(), deadline, self._clock())
         with self._lock:
             state = self._keys.get(key)
             if state is None:
@@ -148,8 +155,9 @@ class RetryBatcher(Generic[Item, Result]):
                 with self._lock:
                     state.pending = batch + state.pending
                 return
+            started = self._clock()
             try:
-                results = self._execute(key, [p.item for p in batch])
+                results = self._execute(key, [p.item for p in batch], own.deadline)
             except NeedRetry:
                 delay = self._backoff_base + random.uniform(0, self._backoff_jitter)
                 if self._observer:
@@ -166,6 +174,8 @@ class RetryBatcher(Generic[Item, Result]):
                 return
             if self._observer:
                 self._observer.batch_executed(key, len(batch))
+                for p in batch:
+                    self._observer.batch_waited(key, started - p.submitted)
             if len(results) != len(batch):
                 error = RuntimeError(f"executor returned {len(results)} results for {len(batch)}")
                 for p in batch:

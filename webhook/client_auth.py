@@ -102,7 +102,7 @@ class ClientCertificateMiddleware:
     def _refuse(self, request: HttpRequest, message: str) -> HttpResponse:
         # Only a configured cell becomes a metric label: a caller must not mint label values.
         segment = request.path_info.rstrip("/").rpartition("/")[2]
-        cell = segment if settings.PODSEIDON.cell(segment) is not None else ""
+        cell = segment if settings.PODSEIDON.cell(segment) is not None else "unknown"
         address = request.META.get("REMOTE_ADDR") or "unknown address"
-        self.observer.http_error(cell, 403, f"{message} (caller {address})")
+        self.observer.http_error(cell, 403, f"{message} (caller {address})", "client-cert")
         return _forbidden(message)

@@ -26,6 +26,8 @@ from protectors.kube.client import KubeError
 from protectors.model import PodProtector
 from protectors.quota import AdmissionResult, DeletionRequest, admit_batch, refresh_due
 from webhook.batching import BatchTimeout
+from webhook.bounded_client import NoAnswer
+from webhook.core_breaker import CoreBreaker, CoreBusy, CoreUnavailable
 from webhook.review import (
     MalformedReview,
     PodMetadata,
@@ -42,7 +44,11 @@ AUDIT_KEY_REJECT_BY = "reject-by-podprotector"
 
 class WebhookUnavailable(Exception):
     """The webhook cannot judge anything yet (cold start, cache not synced): an HTTP 500, so
-    kube-apiserver applies the configured failurePolicy."""
+    kube-apiserver applies the configured failurePolicy. ``cause`` labels the error metric."""
+
+    def __init__(self, message: str, cause: str) -> None:
+        super().__init__(message)
+        self.cause = cause
 
 
 class ProtectorLookup(Protocol):
@@ -59,7 +65,8 @@ class DecisionObserver(Protocol):
     ) -> None: ...
 
 
-PodFetcher = Callable[[str, str, str], dict]
+# (cell ID, namespace, name, deadline on the monotonic clock) -> the pod
+PodFetcher = Callable[[str, str, str, float], dict]
 
 # The observer's result for a pod that is ready but not yet available for a protector.
 NOT_YET_AVAILABLE = "NotYetAvailable"
@@ -150,6 +157,9 @@ class Decider:
     history_defaults: EffectiveHistoryConfig = DEFAULT_HISTORY_CONFIG
     now: Callable[[], datetime] = lambda: datetime.now(UTC)
     monotonic: Callable[[], float] = time.monotonic
+    # Open while the core cluster does not answer status writes: refuse without waiting.
+    core_breaker: CoreBreaker | None = None
+    on_phase: Callable[[str, float], None] = lambda phase, seconds: None
 
     def decide(self, cell_id: str, review: ReviewRequest, deadline: float) -> Verdict:
         webhook = self.config.webhook
@@ -168,11 +178,13 @@ class Decider:
                 raise MalformedReview("an eviction review needs request.name and namespace")
             criterion_source = eviction_annotations(review.object or {})
             try:
-                pod = self.fetch_pod(cell_id, review.namespace, review.name)
+                pod = self.fetch_pod(cell_id, review.namespace, review.name, deadline)
             except KubeError as error:
                 if error.is_not_found:
                     return Verdict.reject(404, error.message)
-                raise WebhookUnavailable(f"cannot read the evicted pod: {error}") from None
+                raise WebhookUnavailable(
+                    f"cannot read the evicted pod: {error}", "cell-unreachable"
+                ) from None
 
         try:
             health = PodHealth.from_pod(pod)
@@ -188,9 +200,9 @@ class Decider:
 
         dry_run = judged_as_dry_run(self.config, annotations)
         if self.monotonic() - self.started_at < webhook.cold_start_delay_seconds:
-            raise WebhookUnavailable("cold start: not judging deletions yet")
+            raise WebhookUnavailable("cold start: not judging deletions yet", "cold-start")
         if not self.synced():
-            raise WebhookUnavailable("PodProtector cache has not synced yet")
+            raise WebhookUnavailable("PodProtector cache has not synced yet", "not-synced")
 
         criterion = deletion_criterion(self.config, criterion_source, annotations)
         namespace = metadata.namespace or review.namespace
@@ -199,7 +211,10 @@ class Decider:
         now = self.now()
 
         rejection: Verdict | None = None
-        for protector in self.protectors.matching(namespace, metadata.labels):
+        looking = time.perf_counter()
+        matching = self.protectors.matching(namespace, metadata.labels)
+        self.on_phase("index", time.perf_counter() - looking)
+        for protector in matching:
             request = deletion_request(
                 cell_id,
                 metadata.uid,
@@ -213,7 +228,13 @@ class Decider:
                 self.observer.pod_in_protector(cell_id, protector, NOT_YET_AVAILABLE, False)
                 continue
             verdict = self._judge(
-                cell_id, protector, request, criterion, deadline, read_only=review.dry_run
+                cell_id,
+                protector,
+                request,
+                criterion,
+                deadline,
+                read_only=review.dry_run,
+                pod=f"{namespace}/{pod_name}",
             )
             if verdict is not None:
                 rejection = verdict
@@ -236,6 +257,7 @@ class Decider:
         deadline: float,
         *,
         read_only: bool,
+        pod: str,
     ) -> Verdict | None:
         """None when this protector lets the deletion through, else the rejection.
 
@@ -253,16 +275,38 @@ class Decider:
             elif self._admitted_moments_ago(protector, request):
                 # What the batch would answer, without waiting for a batch that writes nothing.
                 result = AdmissionResult.ALREADY_ADMITTED
+            elif self.core_breaker is not None:
+                with self.core_breaker.waiting():
+                    result = self.batcher.submit(protector.key, request, deadline)
             else:
                 result = self.batcher.submit(protector.key, request, deadline)
         except BatchTimeout:
             self.observer.pod_in_protector(cell_id, protector, "Timeout", True)
             return Verdict.reject(
-                500, f"PodProtector {name}: timed out waiting for its status update", audit
+                500,
+                f"PodProtector {name}: timed out waiting for its status update",
+                audit,
+                cause="deadline",
+            )
+        except (NoAnswer, CoreUnavailable, CoreBusy) as error:
+            self.observer.pod_in_protector(cell_id, protector, "Timeout", True)
+            if isinstance(error, NoAnswer):
+                why = f"core cluster did not answer within {error.budget * 1000:.0f} ms"
+                cause = "core-timeout"
+            elif isinstance(error, CoreBusy):
+                why, cause = str(error), "core-busy"
+            else:
+                why, cause = str(error), "core-unavailable"
+            return Verdict.reject(
+                500,
+                f"cannot record the admission of pod {pod} in PodProtector {name}: {why}",
+                audit,
+                cause=cause,
             )
         except Exception as error:
             self.observer.pod_in_protector(cell_id, protector, "Error", True)
-            return Verdict.reject(500, f"PodProtector {name}: {error}", audit)
+            cause = "core-error" if isinstance(error, KubeError) else "internal"
+            return Verdict.reject(500, f"PodProtector {name}: {error}", audit, cause=cause)
         verdict = refusal(protector, result, criterion)
         self.observer.pod_in_protector(cell_id, protector, result.value, verdict is not None)
         return verdict

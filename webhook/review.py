@@ -164,6 +164,8 @@ class Verdict:
     code: int = 200
     message: str = ""
     audit_annotations: dict[str, str] = field(default_factory=dict)
+    # Why a 500 verdict could not judge (a metrics label, never sent): see observer.ERROR_CAUSES.
+    cause: str = ""
 
     @classmethod
     def allow(cls, audit_annotations: dict[str, str] | None = None) -> Verdict:
@@ -171,9 +173,13 @@ class Verdict:
 
     @classmethod
     def reject(
-        cls, code: int, message: str, audit_annotations: dict[str, str] | None = None
+        cls,
+        code: int,
+        message: str,
+        audit_annotations: dict[str, str] | None = None,
+        cause: str = "",
     ) -> Verdict:
-        return cls(False, code, message, dict(audit_annotations or {}))
+        return cls(False, code, message, dict(audit_annotations or {}), cause)
 
 
 def review_response(uid: str, verdict: Verdict) -> dict[str, Any]:

@@ -7,6 +7,7 @@ answering when both are down.
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from datetime import UTC, datetime, timedelta
@@ -16,14 +17,46 @@ from protectors.history_config import EffectiveHistoryConfig
 from protectors.kube.client import PODPROTECTORS, PODS, KubeClient
 from protectors.kube.informer import Informer
 from webhook.batching import RetryBatcher
+from webhook.bounded_client import BoundedClient
+from webhook.core_breaker import CoreBreaker
 from webhook.decision import Decider
 from webhook.observer import WebhookObserver
 from webhook.protector_index import ProtectorIndex
 from webhook.status_writer import StatusWriter
 
+# Answer this long before kube-apiserver's own deadline, so it gets our error, not a timeout.
+DEADLINE_MARGIN_SECONDS = 0.5
+# While the core cluster is silent, one protected review per interval tries a real write.
+CORE_PROBE_INTERVAL_SECONDS = 1.0
+
 
 def _utcnow() -> datetime:
     return datetime.now(UTC)
+
+
+# Set by the webhook's gunicorn config: the request threads of each worker process.
+THREADS_ENV = "PODSEIDON_WEBHOOK_THREADS"
+
+
+def server_threads() -> int:
+    """Request threads of this process (0: not known, e.g. outside gunicorn)."""
+    try:
+        return max(0, int(os.environ.get(THREADS_ENV, "0")))
+    except ValueError:
+        return 0
+
+
+def max_core_waiters(threads: int) -> int:
+    """How many of ``threads`` may wait for status writes at once: the rest stay free for
+    reviews that need no write, whatever the core cluster does (0: no bound)."""
+    if threads <= 0:
+        return 0
+    return max(1, threads - max(2, threads // 8))
+
+
+def review_span(timeout: float) -> float:
+    """How long we may take for a review kube-apiserver gives ``timeout`` seconds."""
+    return max(timeout - DEADLINE_MARGIN_SECONDS, timeout * 0.8)
 
 
 class WebhookRuntime:
@@ -32,7 +65,9 @@ class WebhookRuntime:
         self.started_at = time.monotonic()
         self.observer = WebhookObserver(config.metrics)
         self.core = KubeClient.from_access(config.core)
-        self._cells: dict[str, KubeClient] = {}
+        # Status writes and pod reads on the review path: bounded, never retried.
+        self.core_writes = BoundedClient(self.core.api_client)
+        self._cells: dict[str, BoundedClient] = {}
         self._cells_lock = threading.Lock()
         self.index = ProtectorIndex()
         self.informer = Informer(
@@ -48,15 +83,25 @@ class WebhookRuntime:
             history.compact_threshold,
             history.aggregation_rate_millis,
         )
+        webhook = config.webhook
+        self.core_breaker = CoreBreaker(
+            CORE_PROBE_INTERVAL_SECONDS,
+            max_waiting=max_core_waiters(server_threads()),
+            on_change=self.observer.core_silent,
+        )
         writer = StatusWriter(
-            self.core,
+            self.core_writes,
             self.index,
             self.history_defaults,
             _utcnow,
             on_write=self.observer.status_written,
-            refresh_after=timedelta(milliseconds=config.webhook.bucket_refresh_after_millis),
+            on_phase=self.observer.phase,
+            refresh_after=timedelta(milliseconds=webhook.bucket_refresh_after_millis),
+            write_timeout=min(
+                webhook.core_write_timeout_millis / 1000, review_span(webhook.timeout_seconds)
+            ),
+            breaker=self.core_breaker,
         )
-        webhook = config.webhook
         self.batcher: RetryBatcher = RetryBatcher(
             writer,
             backoff_base=webhook.retry_backoff_base_millis / 1000,
@@ -74,6 +119,8 @@ class WebhookRuntime:
             started_at=self.started_at,
             history_defaults=self.history_defaults,
             now=_utcnow,
+            core_breaker=self.core_breaker,
+            on_phase=self.observer.phase,
         )
 
     def start(self) -> None:
@@ -86,18 +133,19 @@ class WebhookRuntime:
     def ready(self) -> bool:
         return self.informer.has_synced
 
-    def cell_client(self, cell_id: str) -> KubeClient:
+    def cell_client(self, cell_id: str) -> BoundedClient:
         with self._cells_lock:
             client = self._cells.get(cell_id)
             if client is None:
                 cell = self.config.cell(cell_id)
                 if cell is None:
                     raise KeyError(cell_id)
-                client = self._cells[cell_id] = KubeClient.from_access(cell)
+                api = KubeClient.from_access(cell).api_client
+                client = self._cells[cell_id] = BoundedClient(api, pool_size=4)
             return client
 
-    def fetch_pod(self, cell_id: str, namespace: str, name: str) -> dict:
-        return self.cell_client(cell_id).get(PODS, namespace, name)
+    def fetch_pod(self, cell_id: str, namespace: str, name: str, deadline: float) -> dict:
+        return self.cell_client(cell_id).get(PODS, namespace, name, deadline - time.monotonic())
 
 
 _lock = threading.Lock()

@@ -19,14 +19,12 @@ from django.views.decorators.http import require_GET, require_POST
 
 from webhook.decision import AUDIT_KEY_DRY_RUN, WebhookUnavailable
 from webhook.review import MalformedReview, Verdict, parse_review, review_response
-from webhook.runtime import get_runtime
+from webhook.runtime import get_runtime, review_span
 
 logger = logging.getLogger("podseidon.webhook")
 
 # kube-apiserver caps request bodies at 3 MiB; anything larger is not a review it sent.
 MAX_BODY_BYTES = 3 * 1024 * 1024
-# Answer this long before kube-apiserver's own deadline, so it gets our error, not a timeout.
-DEADLINE_MARGIN_SECONDS = 0.5
 _TIMEOUT_QUERY = re.compile(r"^(\d+(?:\.\d+)?)(ms|s|m)?$")
 
 
@@ -34,8 +32,8 @@ def _json(payload: object, status: int = 200) -> HttpResponse:
     return HttpResponse(orjson.dumps(payload), status=status, content_type="application/json")
 
 
-def _error(cell_id: str, code: int, message: str) -> HttpResponse:
-    get_runtime().observer.http_error(cell_id, code, message)
+def _error(cell_id: str, code: int, message: str, cause: str) -> HttpResponse:
+    get_runtime().observer.http_error(cell_id, code, message, cause)
     return _json({"error": message, "code": code}, status=code)
 
 
@@ -58,45 +56,61 @@ def admission_review(request: HttpRequest, cell_id: str) -> HttpResponse:
     runtime = get_runtime()
     config = settings.PODSEIDON
     if config.cell(cell_id) is None:
-        return _error(cell_id, 400, f"unknown cell {cell_id!r}; configured: {config.cell_ids}")
+        # The path segment is the caller's: counted under one fixed label value, so no caller
+        # can grow the metric's label set.
+        return _error(
+            "unknown",
+            400,
+            f"unknown cell {cell_id!r}; configured: {config.cell_ids}",
+            "unknown-cell",
+        )
     try:
         # gunicorn refuses a malformed Content-Length itself; other servers may pass it on.
         length = int(request.headers.get("Content-Length") or 0)
     except ValueError:
         length = -1
     if length < 0:
-        return _error(cell_id, 400, "invalid Content-Length header")
+        return _error(cell_id, 400, "invalid Content-Length header", "malformed")
     if length > MAX_BODY_BYTES:
-        return _error(cell_id, 413, f"request body of {length} bytes exceeds {MAX_BODY_BYTES}")
+        return _error(
+            cell_id, 413, f"request body of {length} bytes exceeds {MAX_BODY_BYTES}", "too-large"
+        )
     try:
         body = request.body
     except RequestDataTooBig:
         # Django's own cap (DATA_UPLOAD_MAX_MEMORY_SIZE) can be below ours.
-        return _error(cell_id, 413, "request body too large")
+        return _error(cell_id, 413, "request body too large", "too-large")
     if len(body) > MAX_BODY_BYTES:
-        return _error(cell_id, 413, f"request body exceeds {MAX_BODY_BYTES} bytes")
+        return _error(cell_id, 413, f"request body exceeds {MAX_BODY_BYTES} bytes", "too-large")
     try:
         review = parse_review(body)
     except MalformedReview as error:
-        return _error(cell_id, 400, str(error))
+        return _error(cell_id, 400, str(error), "malformed")
+    observer = runtime.observer
+    observer.phase("parse", time.monotonic() - started)
 
-    timeout = _review_timeout(request)
-    deadline = started + max(timeout - DEADLINE_MARGIN_SECONDS, timeout * 0.8)
+    deadline = started + review_span(_review_timeout(request))
     try:
         verdict = runtime.decider.decide(cell_id, review, deadline)
     except MalformedReview as error:
-        return _error(cell_id, 400, str(error))
+        return _error(cell_id, 400, str(error), "malformed")
     except WebhookUnavailable as error:
         if not config.webhook.dry_run:
-            return _error(cell_id, 500, str(error))
+            return _error(cell_id, 500, str(error), error.cause)
         verdict = Verdict.allow({AUDIT_KEY_DRY_RUN: "1"})
     except Exception as error:
         logger.exception("failed to judge review %s", review.uid)
         if not config.webhook.dry_run:
-            return _error(cell_id, 500, f"internal error: {type(error).__name__}")
+            return _error(cell_id, 500, f"internal error: {type(error).__name__}", "internal")
         verdict = Verdict.allow({AUDIT_KEY_DRY_RUN: "1"})
-    runtime.observer.request_done(cell_id, review, verdict, time.monotonic() - started)
-    return _json(review_response(review.uid, verdict))
+    if verdict.cause:
+        # A 500 verdict: refused whatever the failurePolicy, but an error all the same.
+        observer.error_verdict(cell_id, verdict.code, verdict.cause)
+    decided = time.monotonic()
+    response = _json(review_response(review.uid, verdict))
+    observer.request_done(cell_id, review, verdict, decided - started)
+    observer.phase("response", time.monotonic() - decided)
+    return response
 
 
 @require_GET

@@ -73,16 +73,38 @@ def test_sandbox_benchmark_runs(tmp_path: Path) -> None:
         assert data["watches"][kind]["matched"] > 0
 
 
-def test_webhook_benchmark_runs() -> None:
+def test_webhook_benchmark_runs(tmp_path: Path) -> None:
     """`benchmarks/webhook.py` at toy sizes, one compared configuration included."""
+    figures = tmp_path / "webhook.json"
     out = run_benchmark(
         "webhook.py",
         *("--protectors", "100", "--deletes", "5", "--concurrent", "6", "--rounds", "1"),
+        *("--reviews", "200", "--aggregator-seconds", "2", "--json", str(figures)),
         *("--compare", "batch_window_millis=0,bucket_refresh_after_millis=0"),
         timeout=300,
     )
     assert "target median <= 50 us: PASS" in out
-    assert "ratio to without: median" in out
+    assert out.count("protected - unmatched = ") == 2, out
     writes = [line for line in out.splitlines() if "writes per admitted deletion over 1" in line]
     assert len(writes) == 2, out
     assert "reviews straight at the webhook" in out
+    assert "while an aggregator writes the same PodProtector's status" in out
+
+    data = json.loads(figures.read_text())
+    for kind in ("bare", "unmatched", "protected"):
+        assert data["delete_ms"][kind]["median"] > 0
+        assert data["delete_ms"][kind]["n"] == 5
+    assert data["status_put_ms"]["median"] > 0
+    assert (
+        data["protected_minus_unmatched_over_put"]
+        == (data["configurations"]["default"]["protected_minus_unmatched_over_put"])
+    )
+    assert data["unmatched_review_server_ms"]["median_ms"] > 0
+    assert data["reviews_per_second"] > 0 and data["reviews_answered"] == 200
+    assert 0 < data["writes_per_admitted_deletion"] <= 1
+    assert data["with_aggregator"]["delete_ms"]["n"] > 0
+    # The phases come from the webhook's own histogram: every deletion was parsed, looked up,
+    # and the protected ones written.
+    phases = data["configurations"]["default"]["phases"]
+    assert {"server", "parse", "index", "quota", "status_write", "response"} <= set(phases)
+    assert phases["status_write"]["count"] >= 5

@@ -146,6 +146,16 @@ def test_metrics_add_up_across_workers(webhook: Webhook) -> None:
     assert status == 200 and b"webhook_request_bucket" in body
 
 
+def test_unknown_cells_share_one_metric_label(webhook: Webhook) -> None:
+    # The path segment is chosen by whoever calls; it must not become a label value.
+    base = _sample(webhook.metrics(), "webhook_http_error_total", cell="unknown", code="400")
+    for i in range(5):
+        assert webhook.post(f"/no-such-cell-{i}", _review())[0] == 400
+    after = webhook.metrics()
+    assert _sample(after, "webhook_http_error_total", cell="unknown", code="400") == base + 5
+    assert "no-such-cell" not in after
+
+
 def test_webhookconfig_renders_the_registration(webhook: Webhook) -> None:
     import subprocess
     import sys

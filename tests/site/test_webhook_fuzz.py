@@ -139,7 +139,7 @@ class FakeRuntime:
             monotonic=lambda: 1000.0,
         )
 
-    def fetch_pod(self, cell_id: str, namespace: str, name: str) -> dict[str, Any]:
+    def fetch_pod(self, cell_id: str, namespace: str, name: str, deadline: float) -> dict[str, Any]:
         if name not in self.pods:
             raise KubeError(404, "NotFound", f'pods "{name}" not found')
         return self.pods[name]

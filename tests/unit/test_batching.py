@@ -18,7 +18,7 @@ class SlowDoubler:
         self.batches: list[list[int]] = []
         self.lock = threading.Lock()
 
-    def __call__(self, key: object, items: Sequence[int]) -> list[int]:
+    def __call__(self, key: object, items: Sequence[int], deadline: float = 0) -> list[int]:
         time.sleep(self.delay)
         with self.lock:
             self.batches.append(list(items))
@@ -83,7 +83,7 @@ def test_conflict_retries_the_whole_batch_after_backoff() -> None:
 
 
 def test_error_fails_every_item_of_the_batch() -> None:
-    def broken(key: object, items: Sequence[int]) -> list[int]:
+    def broken(key: object, items: Sequence[int], deadline: float) -> list[int]:
         raise RuntimeError("apiserver said 500")
 
     batcher = RetryBatcher(broken)
@@ -103,7 +103,7 @@ def test_deadline_bounds_the_wait() -> None:
 def test_waiter_times_out_behind_a_slow_runner() -> None:
     gate = threading.Event()
 
-    def blocked(key: object, items: Sequence[int]) -> list[int]:
+    def blocked(key: object, items: Sequence[int], deadline: float) -> list[int]:
         gate.wait(5)
         return list(items)
 
@@ -120,7 +120,7 @@ def test_waiter_times_out_behind_a_slow_runner() -> None:
 
 
 def test_wrong_result_count_is_an_error_not_a_wrong_answer() -> None:
-    batcher = RetryBatcher(lambda key, items: [])
+    batcher = RetryBatcher(lambda key, items, deadline: [])
     with pytest.raises(RuntimeError, match="0 results for 1"):
         batcher.submit("k", 1, time.monotonic() + 1)
 

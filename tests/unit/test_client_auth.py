@@ -54,7 +54,7 @@ def _call(config, path: str, cert: dict[str, Any] | None, *, socket: bool = True
 
 
 def _refusals(cell: str) -> float:
-    return HTTP_ERROR.labels(cell, "403")._value.get()
+    return HTTP_ERROR.labels(cell, "403", "client-cert")._value.get()
 
 
 def test_without_a_client_ca_the_middleware_is_not_installed() -> None:
@@ -82,9 +82,9 @@ def test_a_caller_without_a_certificate_reaches_only_the_probes() -> None:
 
 def test_a_caller_cannot_mint_metric_labels() -> None:
     config = _config(client_ca_file="ca.crt")
-    before = _refusals("")
+    before = _refusals("unknown")
     assert _call(config, "/made-up-cell-name", None).status_code == 403
-    assert _refusals("") == before + 1
+    assert _refusals("unknown") == before + 1
     assert _refusals("made-up-cell-name") == 0
 
 

@@ -14,6 +14,8 @@ from protectors.kube.client import KubeError
 from protectors.model import PodProtector
 from protectors.quota import AdmissionResult, DeletionRequest
 from webhook.batching import BatchTimeout
+from webhook.bounded_client import NoAnswer
+from webhook.core_breaker import CoreBreaker, CoreUnavailable
 from webhook.decision import Decider, WebhookUnavailable
 from webhook.review import MalformedReview, ReviewRequest
 
@@ -125,7 +127,7 @@ class FakeWorld:
             raise outcome
         return outcome
 
-    def fetch_pod(self, cell_id, namespace, name):
+    def fetch_pod(self, cell_id, namespace, name, deadline):
         if name not in self.pods:
             raise KubeError(404, "NotFound", f'pods "{name}" not found')
         return self.pods[name]
@@ -191,6 +193,21 @@ DENIALS = [
         KubeError(500, "InternalError", "etcd is sad"),
         500,
         "PodProtector demo/protector: 500 InternalError: etcd is sad",
+    ),
+    (
+        "core-silent",
+        NoAnswer("PUT /apis/x", 3.0),
+        500,
+        "cannot record the admission of pod demo/web-0 in PodProtector demo/protector: core "
+        "cluster did not answer within 3000 ms",
+    ),
+    (
+        "core-breaker-open",
+        CoreUnavailable(3.0, 2.25),
+        500,
+        "cannot record the admission of pod demo/web-0 in PodProtector demo/protector: core "
+        "cluster did not answer within 3000 ms (no answer for 2.2 s; failing fast until a "
+        "status write succeeds)",
     ),
 ]
 
@@ -487,3 +504,50 @@ def test_repeat_review_of_a_just_admitted_pod_skips_the_batch(
     assert (world.submitted == []) is skips_batch
     if skips_batch:
         assert world.observed == [("protector", "AlreadyAdmitted", False)]
+
+
+@pytest.mark.parametrize(
+    ("outcome", "cause"),
+    [
+        (BatchTimeout("late"), "deadline"),
+        (NoAnswer("PUT x", 3.0), "core-timeout"),
+        (CoreUnavailable(3.0, 1.0), "core-unavailable"),
+        (KubeError(500, "InternalError", "etcd is sad"), "core-error"),
+        (RuntimeError("bug"), "internal"),
+    ],
+)
+def test_failed_writes_name_their_cause_and_dry_run_still_allows(outcome, cause) -> None:
+    world = FakeWorld(results={"demo/protector": outcome})
+    verdict = _decider(world).decide("cell-a", _delete(_pod()), deadline=1e9)
+    assert (verdict.allowed, verdict.code, verdict.cause) == (False, 500, cause)
+    dry = _decider(world, dry_run=True).decide("cell-a", _delete(_pod()), deadline=1e9)
+    assert dry.allowed and dry.audit_annotations["dry-run"] == "1"
+
+
+def test_open_breaker_refuses_without_waiting_for_a_batch() -> None:
+    world = FakeWorld()
+    decider = _decider(world)
+    clock = [100.0]
+    decider.core_breaker = CoreBreaker(1.0, clock=lambda: clock[0])
+    decider.core_breaker.silent(3.0, probe=False)
+    verdict = decider.decide("cell-a", _delete(_pod()), deadline=1e9)
+    assert (verdict.code, verdict.cause) == (500, "core-unavailable")
+    assert world.submitted == []  # refused before the batcher
+    # Unprotected pods, and pods that are not ready, need no write: still allowed.
+    assert decider.decide("cell-a", _delete(_pod(labels={"app": "x"})), deadline=1e9).allowed
+    assert decider.decide("cell-a", _delete(_pod(ready=False)), deadline=1e9).allowed
+    clock[0] += 1.5  # a probe is due: this review goes to the batcher
+    assert decider.decide("cell-a", _delete(_pod()), deadline=1e9).allowed
+    assert len(world.submitted) == 1
+
+
+def test_reviews_beyond_max_waiting_are_refused_at_once() -> None:
+    breaker = CoreBreaker(1.0, max_waiting=2)
+    world = FakeWorld()
+    decider = _decider(world)
+    decider.core_breaker = breaker
+    with breaker.waiting(), breaker.waiting():
+        verdict = decider.decide("cell-a", _delete(_pod()), deadline=1e9)
+    assert (verdict.code, verdict.cause) == (500, "core-busy")
+    assert "2 reviews in this webhook process are already waiting" in verdict.message
+    assert decider.decide("cell-a", _delete(_pod()), deadline=1e9).allowed

@@ -518,7 +518,7 @@ def test_plan_agrees_with_the_webhook_deciding_one_eviction_at_a_time(pods, prot
         protectors=store,
         synced=lambda: True,
         batcher=store,
-        fetch_pod=lambda cell, ns, name: by_name[name],
+        fetch_pod=lambda cell, ns, name, deadline: by_name[name],
         observer=store,
         started_at=0.0,
         now=lambda: NOW,

@@ -13,6 +13,8 @@ from protectors.kube.client import KubeError
 from protectors.model import PodProtector
 from protectors.quota import AdmissionResult, DeletionRequest
 from webhook.batching import NeedRetry
+from webhook.bounded_client import NoAnswer
+from webhook.core_breaker import CoreBreaker, CoreUnavailable
 from webhook.status_writer import StatusWriter
 
 NOW = datetime(2026, 11, 21, 12, tzinfo=UTC)
@@ -47,10 +49,12 @@ def _ppr(rv: str, available: int = 5) -> PodProtector:
 class FakeCore:
     def __init__(self) -> None:
         self.writes: list[dict[str, Any]] = []
+        self.budgets: list[float] = []
         self.fail: KubeError | None = None
         self.rv = 100
 
-    def replace_status(self, resource, namespace, name, body):
+    def replace_status(self, resource, namespace, name, body, budget):
+        self.budgets.append(budget)
         if self.fail:
             raise self.fail
         self.writes.append(body)
@@ -157,3 +161,61 @@ def test_repeated_review_within_the_refresh_threshold_writes_nothing() -> None:
     bucket = core.writes[-1]["status"]["cells"][0]["admissionHistory"]["buckets"][0]
     assert bucket["podUID"] == "u1"
     assert bucket["startTime"].startswith("2026-11-21T12:00:02")
+
+
+def _bounded(core: FakeCore, clock: list[float]) -> tuple[StatusWriter, CoreBreaker]:
+    breaker = CoreBreaker(1.0, clock=lambda: clock[0])
+    writer = StatusWriter(
+        core,
+        Cache(_ppr("1")),
+        EffectiveHistoryConfig(),
+        lambda: NOW,
+        write_timeout=3.0,
+        breaker=breaker,
+        clock=lambda: clock[0],
+    )
+    return writer, breaker
+
+
+def test_each_write_is_bounded_by_the_timeout_and_the_deadline() -> None:
+    core, clock = FakeCore(), [50.0]
+    writer, _ = _bounded(core, clock)
+    writer("demo/p", [_request("u1")], 60.0)
+    writer("demo/p", [_request("u2")], 51.2)
+    writer("demo/p", [_request("u3")])
+    assert core.budgets == [3.0, pytest.approx(1.2), 3.0]
+
+
+def test_silent_core_opens_the_breaker_and_a_probe_closes_it() -> None:
+    core, clock = FakeCore(), [50.0]
+    writer, breaker = _bounded(core, clock)
+    core.fail = NoAnswer("PUT", 3.0)
+    with pytest.raises(NoAnswer):
+        writer("demo/p", [_request("u1")], 60.0)
+    assert breaker.is_open
+    # Refused without another write while no probe is due.
+    with pytest.raises(CoreUnavailable):
+        writer("demo/p", [_request("u2")], 60.0)
+    assert len(core.budgets) == 1
+    clock[0] += 1.0
+    core.fail = None
+    assert writer("demo/p", [_request("u3")], 60.0) == [AdmissionResult.OK]
+    assert not breaker.is_open and len(core.budgets) == 2
+
+
+def test_silence_within_a_short_budget_proves_nothing() -> None:
+    core, clock = FakeCore(), [50.0]
+    writer, breaker = _bounded(core, clock)
+    core.fail = NoAnswer("PUT", 0.2)
+    with pytest.raises(NoAnswer):
+        writer("demo/p", [_request("u1")], 50.2)  # the review's deadline cut the budget
+    assert not breaker.is_open
+
+
+def test_an_answered_error_keeps_the_breaker_closed() -> None:
+    core, clock = FakeCore(), [50.0]
+    writer, breaker = _bounded(core, clock)
+    core.fail = KubeError(500, "InternalError", "etcd is sad")
+    with pytest.raises(KubeError):
+        writer("demo/p", [_request("u1")], 60.0)
+    assert not breaker.is_open
