@@ -69,6 +69,10 @@ if PODSEIDON_ROLE == "web":
     # The admin's and the API docs' assets, served by the web tier itself: no collectstatic
     # step, no extra server, and the image's file system can stay read-only.
     MIDDLEWARE.insert(1, "whitenoise.middleware.WhiteNoiseMiddleware")
+else:
+    # The webhook answers kube-apiserver, kubelets and Prometheus: no sessions, users, messages,
+    # CSRF or browser headers, and every middleware would run on every AdmissionReview.
+    MIDDLEWARE = []
 
 TEMPLATES = [
     {

@@ -95,8 +95,9 @@ def test_webhook_benchmark_runs(tmp_path: Path) -> None:
         assert data["delete_ms"][kind]["median"] > 0
         assert data["delete_ms"][kind]["n"] == 5
     assert data["status_put_ms"]["median"] > 0
-    assert data["protected_minus_unmatched_over_put"] == (
-        data["configurations"]["default"]["protected_minus_unmatched_over_put"]
+    assert (
+        data["protected_minus_unmatched_over_put"]
+        == (data["configurations"]["default"]["protected_minus_unmatched_over_put"])
     )
     assert data["unmatched_review_server_ms"]["median_ms"] > 0
     assert data["reviews_per_second"] > 0 and data["reviews_answered"] == 200
