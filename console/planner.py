@@ -362,7 +362,13 @@ def plan_deletions(
                 verdict, reason = Verdict.ALREADY_UNHEALTHY, "not ready: costs no quota"
             decided[i] = _pod_plan(target, verdict, reason, drain_notes)
             continue
-        matched = index.matching(target.namespace, labels)
+        # matching() hands out protectors without their status (the webhook reads it only when
+        # a write needs it); the plan judges against the status, so take the full objects.
+        matched = [
+            full
+            for shell in index.matching(target.namespace, labels)
+            if (full := index.get(shell.namespace, shell.name)) is not None
+        ]
         if not matched:
             reason = "no PodProtector selects it"
             decided[i] = _pod_plan(target, Verdict.UNPROTECTED, reason, drain_notes)

@@ -218,9 +218,11 @@ class WebhookConfig(_Section):
         default=100, description="Random extra wait U[0, jitter) on top of the base."
     )
     batch_window_millis: NonNegativeInt = Field(
-        default=5,
-        description="Wait this long before a status write so concurrent deletions of one "
-        "PodProtector share it (fewer writes and conflicts, more latency).",
+        default=50,
+        description="While deletions of one PodProtector come in a burst (some arrived during "
+        "its last status write, within the last second), wait this long before each write so "
+        "that more of the burst shares it: fewer writes and conflicts, that much more latency "
+        "for the burst. A deletion with none in flight beside it is written at once.",
     )
     bucket_refresh_after_millis: NonNegativeInt = Field(
         default=100,

@@ -70,6 +70,7 @@ class RetryBatcher(Generic[Item, Result]):
         backoff_base: float = 0.1,
         backoff_jitter: float = 0.1,
         window: float = 0.0,
+        contended_for: float = 1.0,
         observer: BatchObserver | None = None,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], Any] = time.sleep,
@@ -78,6 +79,10 @@ class RetryBatcher(Generic[Item, Result]):
         self._backoff_base = backoff_base
         self._backoff_jitter = backoff_jitter
         self._window = window
+        self._contended_for = contended_for
+        # Keys that recently had a request arrive while one of their batches ran, and until
+        # when they count as contended.
+        self._contended: dict[Hashable, float] = {}
         self._observer = observer
         self._clock = clock
         self._sleep = sleep
@@ -96,6 +101,8 @@ class RetryBatcher(Generic[Item, Result]):
             state = self._keys.get(key)
             if state is None:
                 state = self._keys[key] = _KeyState(self._lock)
+            if state.running:
+                self._contended[key] = pending.submitted + self._contended_for
             state.pending.append(pending)
             state.waiters += 1
         try:
@@ -115,8 +122,8 @@ class RetryBatcher(Generic[Item, Result]):
                         raise BatchTimeout(f"no decision for {key} before the deadline")
                     state.running = True
                 try:
-                    if self._window > 0:
-                        # Let requests that are already on their way join this batch.
+                    if self._window > 0 and self._burst_on(key, state):
+                        # Let the requests of the burst still on their way join this batch.
                         self._sleep(min(self._window, max(deadline - self._clock(), 0)))
                     with self._lock:
                         batch = state.pending
@@ -132,6 +139,22 @@ class RetryBatcher(Generic[Item, Result]):
                 if state.waiters == 0 and not state.pending and self._keys.get(key) is state:
                     del self._keys[key]
         return pending.future.result()
+
+    def _burst_on(self, key: Hashable, state: _KeyState[Item, Result]) -> bool:
+        """Whether a batch about to run should wait ``window`` for more requests: others
+        queued behind the previous batch, or did so less than ``contended_for`` ago (a burst
+        whose requests trickle in). A sequential deletion's request finds neither: it is
+        written at once, because nobody is coming to share its write."""
+        if len(state.pending) > 1:
+            return True
+        with self._lock:
+            until = self._contended.get(key)
+            if until is None:
+                return False
+            if until > self._clock():
+                return True
+            del self._contended[key]
+            return False
 
     def _run(
         self,

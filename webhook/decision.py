@@ -23,7 +23,7 @@ from protectors.history_config import (
     effective_config,
 )
 from protectors.kube.client import KubeError
-from protectors.model import PodProtector
+from protectors.model import Bucket, PodProtector
 from protectors.quota import AdmissionResult, DeletionRequest, admit_batch, refresh_due
 from webhook.batching import BatchTimeout
 from webhook.bounded_client import NoAnswer
@@ -52,7 +52,17 @@ class WebhookUnavailable(Exception):
 
 
 class ProtectorLookup(Protocol):
-    def matching(self, namespace: str, labels: Mapping[str, str]) -> list[PodProtector]: ...
+    def matching(self, namespace: str, labels: Mapping[str, str]) -> list[PodProtector]:
+        """The protectors selecting ``labels``; their ``status`` may be left unparsed (None)."""
+        ...
+
+    def get(self, namespace: str, name: str) -> PodProtector | None:
+        """One protector with its status (None when gone, or its status unreadable)."""
+        ...
+
+    def admitted_at(self, namespace: str, name: str, cell_id: str, pod_uid: str) -> datetime | None:
+        """Start of the newest admission bucket of ``pod_uid`` in the cached status, if any."""
+        ...
 
 
 class BatchSubmitter(Protocol):
@@ -268,10 +278,11 @@ class Decider:
         audit = {AUDIT_KEY_REJECT_BY: name}
         try:
             if read_only:
-                config = effective_config(
-                    protector.spec.admission_history_config, self.history_defaults
-                )
-                result = admit_batch(protector, config, [request], self.now()).results[0]
+                full = self.protectors.get(protector.namespace, protector.name)
+                if full is None:
+                    return None  # gone since the lookup: nothing left to protect with it
+                config = effective_config(full.spec.admission_history_config, self.history_defaults)
+                result = admit_batch(full, config, [request], self.now()).results[0]
             elif self._admitted_moments_ago(protector, request):
                 # What the batch would answer, without waiting for a batch that writes nothing.
                 result = AdmissionResult.ALREADY_ADMITTED
@@ -315,15 +326,15 @@ class Decider:
         """The cached protector holds this pod's bucket and it is not due a refresh:
         kube-apiserver's repeat review of a DELETE just admitted (see protectors.quota)."""
         refresh_after = self._refresh_after
-        if not request.pod_uid or refresh_after <= timedelta(0) or protector.status is None:
+        if not request.pod_uid or refresh_after <= timedelta(0):
             return False
-        cell = protector.status.cell(request.cell_id)
-        if cell is None:
-            return False
-        now = self.now()
-        return any(
-            b.pod_uid == request.pod_uid and not refresh_due(b, now, refresh_after)
-            for b in cell.buckets
+        # Read from the cached object without parsing its whole status: this is the second
+        # review of nearly every protected DELETE, and the status can hold a hundred buckets.
+        started = self.protectors.admitted_at(
+            protector.namespace, protector.name, request.cell_id, request.pod_uid
+        )
+        return started is not None and not refresh_due(
+            Bucket(start_time=started, pod_uid=request.pod_uid), self.now(), refresh_after
         )
 
     @cached_property

@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Hashable
+from typing import Any
 
 from prometheus_client import Counter, Gauge, Histogram
 
@@ -110,13 +111,18 @@ PHASES = (
     "parse",  # reading and parsing the body
     "index",  # looking up the pod's PodProtectors
     "batch_wait",  # submitted to a batch until that batch starts (window, queue, backoff)
-    "quota",  # per batch: the quota and the status body
+    "quota",  # per batch: the protector's freshest copy, the quota and the status body
     "status_write",  # per write: the PUT of the status to the core cluster
     "response",  # building and encoding the answer
 )
 STATUS_WRITES = Counter(
     "webhook_status_write",
     "PodProtector status writes made by the webhook.",
+    ["pool"],
+)
+STATUS_CONFLICTS = Counter(
+    "webhook_status_write_conflict",
+    "Status writes answered 409 Conflict and retried at once on a freshly read PodProtector.",
     ["pool"],
 )
 POOL = "podprotector-update"
@@ -127,6 +133,9 @@ class WebhookObserver:
         options = options or MetricsConfig()
         self._namespace_labels = options.namespace_labels
         self._user_labels = options.user_labels
+        # labels() costs a lock and a tuple per call; every review observes several series.
+        self._phases = {name: PHASE.labels(name) for name in PHASES}
+        self._requests: dict[tuple[str, str, str, str], Any] = {}
 
     def beat(self) -> None:
         HEARTBEAT.labels("webhook").set(time.time())
@@ -138,9 +147,11 @@ class WebhookObserver:
     ) -> None:
         namespace = review.namespace if self._namespace_labels else ""
         user = review.username if self._user_labels else ""
-        REQUEST.labels(cell_id, "true" if verdict.allowed else "false", namespace, user).observe(
-            seconds
-        )
+        labels = (cell_id, "true" if verdict.allowed else "false", namespace, user)
+        child = self._requests.get(labels)
+        if child is None:
+            child = self._requests[labels] = REQUEST.labels(*labels)
+        child.observe(seconds)
         history.record(cell_id, review, verdict)  # a queue put; Redis is written off this path
         if not verdict.allowed:
             logger.info(
@@ -194,8 +205,11 @@ class WebhookObserver:
     def status_written(self, key: str, size: int) -> None:
         STATUS_WRITES.labels(POOL).inc()
 
+    def status_conflict(self, key: str) -> None:
+        STATUS_CONFLICTS.labels(POOL).inc()
+
     def batch_waited(self, key: Hashable, seconds: float) -> None:
-        PHASE.labels("batch_wait").observe(seconds)
+        self._phases["batch_wait"].observe(seconds)
 
     def phase(self, name: str, seconds: float) -> None:
-        PHASE.labels(name).observe(seconds)
+        self._phases[name].observe(seconds)

@@ -5,6 +5,15 @@ Each protector is filed under one ``(namespace, key, value)`` taken from its sel
 each of its own labels, plus the protectors whose selectors have no ``matchLabels`` at all; only
 those candidates are matched in full. With 10,000 protectors that each select their own app, a
 lookup touches one or two candidates instead of 10,000.
+
+The status is parsed only when a status write needs it (``get``). Every status write (ours, the
+aggregator's) reaches every webhook process through its watch, and parsing a status with a
+hundred admission buckets costs about half a millisecond; most of those versions are replaced
+before a write of that protector starts in that process. ``matching`` hands out the protectors
+without their status, and ``admitted_at`` answers the one question a review asks of it (the
+repeat review of a just-admitted pod) from the object as delivered. Spec and metadata are parsed
+at once: the index needs the selector, and a malformed spec is rejected when it arrives; a
+malformed status makes ``get`` ignore the protector, as before.
 """
 
 from __future__ import annotations
@@ -12,8 +21,10 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Mapping
+from dataclasses import replace
+from datetime import datetime
 
-from protectors.model import PodProtector, PodProtectorFormatError
+from protectors.model import Bucket, PodProtector, PodProtectorFormatError
 from protectors.selectors import SelectorError
 
 logger = logging.getLogger(__name__)
@@ -21,14 +32,83 @@ logger = logging.getLogger(__name__)
 _ANY = "\x00any"  # the bucket for selectors without matchLabels; not a valid label key
 
 
+class _Entry:
+    """One cached PodProtector: its object as the watch delivered it (shared with the informer's
+    store, never modified), the spec parsed, the whole object parsed on first use."""
+
+    __slots__ = ("_full", "_invalid", "raw", "shell")
+
+    def __init__(self, raw: dict, shell: PodProtector) -> None:
+        self.raw = raw
+        self.shell = shell
+        self._full: PodProtector | None = None if raw.get("status") is not None else shell
+        self._invalid = False
+
+    @property
+    def protector(self) -> PodProtector | None:
+        """None when the status cannot be parsed: such a protector is ignored, as one with a
+        bad spec is when it arrives."""
+        full = self._full
+        if full is None and not self._invalid:
+            # Two threads may both parse a fresh version; both get the same value.
+            try:
+                full = self._full = PodProtector.from_dict(self.raw)
+            except PodProtectorFormatError as error:
+                self._invalid = True
+                logger.warning("ignoring PodProtector %s: %s", self.shell.key, error)
+        return full
+
+    def admitted_at(self, cell_id: str, pod_uid: str) -> datetime | None:
+        full = self._full
+        if full is not None:
+            cell = full.status.cell(cell_id) if full.status is not None else None
+            starts = [b.start_time for b in cell.buckets if b.pod_uid == pod_uid] if cell else []
+            return max(starts, default=None)
+        if self._invalid:
+            return None
+        try:
+            cells = self.raw["status"].get("cells") or []
+            for cell in cells:
+                if cell.get("cellID") != cell_id:
+                    continue
+                buckets = (cell.get("admissionHistory") or {}).get("buckets") or []
+                starts = [
+                    Bucket.from_dict(b).start_time for b in buckets if b.get("podUID") == pod_uid
+                ]
+                return max(starts, default=None)
+        except (AttributeError, TypeError, PodProtectorFormatError):
+            # Not the shape the model reads: let the full parse decide (and log) it.
+            return None if self.protector is None else self.admitted_at(cell_id, pod_uid)
+        return None
+
+
+def _only_status_changed(old: dict, new: dict) -> bool:
+    if old.keys() != new.keys():
+        return False
+    for name, value in new.items():
+        if name == "metadata":
+            before = old.get("metadata") or {}
+            if before.keys() != value.keys() or any(
+                before[k] != v for k, v in value.items() if k not in _VOLATILE_METADATA
+            ):
+                return False
+        elif name != "status" and old[name] != value:
+            return False
+    return True
+
+
+# Changed by every write, status writes included; nothing the index or a review reads.
+_VOLATILE_METADATA = frozenset({"resourceVersion", "managedFields"})
+
+
 class ProtectorIndex:
     """An Informer event handler that keeps parsed PodProtectors and the label index."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._by_key: dict[str, PodProtector] = {}
+        self._by_key: dict[str, _Entry] = {}
         self._slot: dict[str, tuple[str, str, str]] = {}
-        self._index: dict[tuple[str, str, str], dict[str, PodProtector]] = {}
+        self._index: dict[tuple[str, str, str], dict[str, _Entry]] = {}
 
     # -- EventHandler ------------------------------------------------------------------------
 
@@ -36,6 +116,20 @@ class ProtectorIndex:
         self._upsert(obj)
 
     def on_update(self, old: dict, new: dict) -> None:
+        if _only_status_changed(old, new):
+            metadata = new.get("metadata") or {}
+            key = f"{metadata.get('namespace')}/{metadata.get('name')}"
+            with self._lock:
+                entry = self._by_key.get(key)
+                if entry is not None and entry.raw is old:
+                    # Most updates are status writes (ours, the aggregator's): keep the parsed
+                    # spec and the index slot, take the new object and resourceVersion.
+                    fresh = _Entry(new, replace(entry.shell, metadata=dict(metadata)))
+                    self._by_key[key] = fresh
+                    slot = self._slot.get(key)
+                    if slot is not None:
+                        self._index[slot][key] = fresh
+                    return
         self._upsert(new)
 
     def on_delete(self, obj: dict) -> None:
@@ -47,15 +141,28 @@ class ProtectorIndex:
     # -- lookups -----------------------------------------------------------------------------
 
     def get(self, namespace: str, name: str) -> PodProtector | None:
-        return self._by_key.get(f"{namespace}/{name}")
+        """The protector with its status (parsed on first use of each version)."""
+        entry = self._by_key.get(f"{namespace}/{name}")
+        return entry.protector if entry is not None else None
+
+    def resource_version(self, namespace: str, name: str) -> str | None:
+        """The cached version's resourceVersion (None when not cached), without parsing."""
+        entry = self._by_key.get(f"{namespace}/{name}")
+        return entry.shell.resource_version if entry is not None else None
+
+    def admitted_at(self, namespace: str, name: str, cell_id: str, pod_uid: str) -> datetime | None:
+        """Start of the newest bucket of ``pod_uid`` in ``cell_id``, without parsing the status."""
+        entry = self._by_key.get(f"{namespace}/{name}")
+        return entry.admitted_at(cell_id, pod_uid) if entry is not None else None
 
     def __len__(self) -> int:
         return len(self._by_key)
 
     def matching(self, namespace: str, labels: Mapping[str, str]) -> list[PodProtector]:
-        """Protectors in ``namespace`` whose ``selector`` matches ``labels``, sorted by name."""
+        """Protectors in ``namespace`` whose ``selector`` matches ``labels``, sorted by name;
+        without their status (``get`` has it)."""
         index = self._index
-        candidates: list[PodProtector] = []
+        candidates: list[_Entry] = []
         with self._lock:
             bucket = index.get((namespace, _ANY, ""))
             if bucket:
@@ -64,7 +171,7 @@ class ProtectorIndex:
                 bucket = index.get((namespace, key, value))
                 if bucket:
                     candidates.extend(bucket.values())
-        matched = [p for p in candidates if p.spec.label_selector.matches(labels)]
+        matched = [e.shell for e in candidates if e.shell.spec.label_selector.matches(labels)]
         if len(matched) > 1:
             matched.sort(key=lambda p: p.name)
         return matched
@@ -73,8 +180,8 @@ class ProtectorIndex:
 
     def _upsert(self, obj: dict) -> None:
         try:
-            protector = PodProtector.from_dict(obj)
-            selector = protector.spec.label_selector
+            shell = PodProtector.from_dict({k: v for k, v in obj.items() if k != "status"})
+            selector = shell.spec.label_selector
         except (PodProtectorFormatError, SelectorError) as error:
             metadata = obj.get("metadata") or {}
             logger.warning(
@@ -88,17 +195,18 @@ class ProtectorIndex:
         required = selector.required_labels
         if required:
             label_key, label_value = required[0]
-            slot = (protector.namespace, label_key, label_value)
+            slot = (shell.namespace, label_key, label_value)
         else:
-            slot = (protector.namespace, _ANY, "")
-        key = protector.key
+            slot = (shell.namespace, _ANY, "")
+        key = shell.key
+        entry = _Entry(obj, shell)
         with self._lock:
             self._drop(key)
-            self._by_key[key] = protector
+            self._by_key[key] = entry
             if selector.matches_nothing:
                 return  # a nil selector protects nothing; keep it only for get()
             self._slot[key] = slot
-            self._index.setdefault(slot, {})[key] = protector
+            self._index.setdefault(slot, {})[key] = entry
 
     def _drop(self, key: str) -> None:
         self._by_key.pop(key, None)

@@ -62,6 +62,7 @@ def review_span(timeout: float) -> float:
 class WebhookRuntime:
     def __init__(self, config: PodseidonConfig) -> None:
         self.config = config
+        self.review_timeout = float(config.webhook.timeout_seconds)
         self.started_at = time.monotonic()
         self.observer = WebhookObserver(config.metrics)
         self.core = KubeClient.from_access(config.core)
@@ -96,6 +97,7 @@ class WebhookRuntime:
             _utcnow,
             on_write=self.observer.status_written,
             on_phase=self.observer.phase,
+            on_conflict=self.observer.status_conflict,
             refresh_after=timedelta(milliseconds=webhook.bucket_refresh_after_millis),
             write_timeout=min(
                 webhook.core_write_timeout_millis / 1000, review_span(webhook.timeout_seconds)

@@ -11,7 +11,6 @@ import re
 import time
 
 import orjson
-from django.conf import settings
 from django.core.exceptions import RequestDataTooBig
 from django.http import HttpRequest, HttpResponse
 from django.views.decorators.csrf import csrf_exempt
@@ -29,7 +28,11 @@ _TIMEOUT_QUERY = re.compile(r"^(\d+(?:\.\d+)?)(ms|s|m)?$")
 
 
 def _json(payload: object, status: int = 200) -> HttpResponse:
-    return HttpResponse(orjson.dumps(payload), status=status, content_type="application/json")
+    body = orjson.dumps(payload)
+    response = HttpResponse(body, status=status, content_type="application/json")
+    # No CommonMiddleware in this role to add it; without it gunicorn would answer chunked.
+    response["Content-Length"] = str(len(body))
+    return response
 
 
 def _error(cell_id: str, code: int, message: str, cause: str) -> HttpResponse:
@@ -37,10 +40,13 @@ def _error(cell_id: str, code: int, message: str, cause: str) -> HttpResponse:
     return _json({"error": message, "code": code}, status=code)
 
 
-def _review_timeout(request: HttpRequest) -> float:
+def _review_timeout(query: str, configured: float) -> float:
     """kube-apiserver appends ``?timeout=10s`` (its deadline for this call) to the URL."""
-    configured = float(settings.PODSEIDON.webhook.timeout_seconds)
-    raw = request.GET.get("timeout", "")
+    raw = ""
+    # The raw query string rather than request.GET: a QueryDict per review for one value.
+    for pair in query.split("&"):
+        if pair.startswith("timeout="):
+            raw = pair[8:]
     match = _TIMEOUT_QUERY.match(raw)
     if not match:
         return configured
@@ -54,7 +60,7 @@ def _review_timeout(request: HttpRequest) -> float:
 def admission_review(request: HttpRequest, cell_id: str) -> HttpResponse:
     started = time.monotonic()
     runtime = get_runtime()
-    config = settings.PODSEIDON
+    config = runtime.config
     if config.cell(cell_id) is None:
         # The path segment is the caller's: counted under one fixed label value, so no caller
         # can grow the metric's label set.
@@ -66,7 +72,7 @@ def admission_review(request: HttpRequest, cell_id: str) -> HttpResponse:
         )
     try:
         # gunicorn refuses a malformed Content-Length itself; other servers may pass it on.
-        length = int(request.headers.get("Content-Length") or 0)
+        length = int(request.META.get("CONTENT_LENGTH") or 0)
     except ValueError:
         length = -1
     if length < 0:
@@ -89,7 +95,8 @@ def admission_review(request: HttpRequest, cell_id: str) -> HttpResponse:
     observer = runtime.observer
     observer.phase("parse", time.monotonic() - started)
 
-    deadline = started + review_span(_review_timeout(request))
+    timeout = _review_timeout(request.META.get("QUERY_STRING", ""), runtime.review_timeout)
+    deadline = started + review_span(timeout)
     try:
         verdict = runtime.decider.decide(cell_id, review, deadline)
     except MalformedReview as error:

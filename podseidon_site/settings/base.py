@@ -66,10 +66,12 @@ ROOT_URLCONF = (
 )
 WSGI_APPLICATION = "podseidon_site.wsgi.application"
 if PODSEIDON_ROLE == "webhook":
-    # First, so that nothing else runs for a caller that is not kube-apiserver; it removes
-    # itself when webhook.tls.client_ca_file is not set.
-    MIDDLEWARE.insert(0, "webhook.client_auth.ClientCertificateMiddleware")
-if PODSEIDON_ROLE == "web":
+    # The webhook answers kube-apiserver, kubelets and Prometheus: no sessions, users, messages,
+    # CSRF or browser headers, since every middleware would run on every AdmissionReview. Only
+    # the client-certificate gate stays, so that nothing else runs for a caller that is not
+    # kube-apiserver; it removes itself when webhook.tls.client_ca_file is not set.
+    MIDDLEWARE = ["webhook.client_auth.ClientCertificateMiddleware"]
+else:
     # The admin's and the API docs' assets, served by the web tier itself: no collectstatic
     # step, no extra server, and the image's file system can stay read-only.
     MIDDLEWARE.insert(1, "whitenoise.middleware.WhiteNoiseMiddleware")

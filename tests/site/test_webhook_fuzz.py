@@ -119,6 +119,9 @@ def _recorded_pods() -> dict[str, dict[str, Any]]:
 class FakeRuntime:
     def __init__(self) -> None:
         config = parse_config({"cells": [{"id": "cell-a", "requires_pod_name": True}]})
+        # What the view reads of the runtime besides the decider.
+        self.config = config
+        self.review_timeout = float(config.webhook.timeout_seconds)
         self.index = ProtectorIndex()
         self.index.on_add(_protector("web", {"matchLabels": {"app": "web"}}))
         self.index.on_add(

@@ -129,3 +129,41 @@ def test_state_is_released_after_use() -> None:
     batcher = RetryBatcher(SlowDoubler(delay=0))
     _submit_concurrently(batcher, "k", [1, 2, 3])
     assert batcher._keys == {}
+
+
+def test_a_lone_request_is_not_held_for_the_window() -> None:
+    executor = SlowDoubler(delay=0)
+    sleeps: list[float] = []
+    batcher = RetryBatcher(executor, window=0.02, sleep=sleeps.append)
+    for i in range(3):  # sequential deletions: one after the other, nobody alongside
+        assert batcher.submit("k", i, time.monotonic() + 1) == i * 2
+    assert sleeps == []
+
+
+def test_a_burst_waits_the_window_and_stays_contended_for_a_while() -> None:
+    executor = SlowDoubler(delay=0.05)
+    slept: list[float] = []
+
+    def sleep(seconds: float) -> None:
+        slept.append(seconds)
+        time.sleep(seconds)
+
+    clock = [time.monotonic()]
+    batcher = RetryBatcher(
+        executor, window=0.01, contended_for=1.0, sleep=sleep, clock=lambda: clock[0]
+    )
+    results = _submit_concurrently(batcher, "k", list(range(6)), timeout=1000)
+    assert results == {i: i * 2 for i in range(6)}
+    # Batches that found others queued waited the window before running.
+    assert slept and all(s == pytest.approx(0.01) for s in slept)
+    # A straggler of the same burst, alone now, still waits: more may be on their way.
+    slept.clear()
+    batcher.submit("k", 7, clock[0] + 1000)
+    assert slept == [pytest.approx(0.01)]
+    # A second later the burst is over: a lone request goes at once again.
+    clock[0] += 1.5
+    slept.clear()
+    batcher.submit("k", 8, clock[0] + 1000)
+    assert slept == []
+    batcher.submit("other", 9, clock[0] + 1000)  # contention is per key
+    assert slept == []

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -118,7 +119,21 @@ class FakeWorld:
     observed: list[tuple[str, str, bool]] = field(default_factory=list)
 
     def matching(self, namespace, labels):
-        return [p for p in self.protectors if p.spec.label_selector.matches(labels)]
+        # As the index does: the status stays out of it.
+        return [
+            dataclasses.replace(p, status=None)
+            for p in self.protectors
+            if p.spec.label_selector.matches(labels)
+        ]
+
+    def get(self, namespace, name):
+        return next((p for p in self.protectors if p.name == name), None)
+
+    def admitted_at(self, namespace, name, cell_id, pod_uid):
+        protector = self.get(namespace, name)
+        cell = protector.status.cell(cell_id) if protector and protector.status else None
+        starts = [b.start_time for b in cell.buckets if b.pod_uid == pod_uid] if cell else []
+        return max(starts, default=None)
 
     def submit(self, key, item, deadline):
         self.submitted.append((key, item))

@@ -4,6 +4,7 @@ own Decider run over the same pods one deletion at a time."""
 from __future__ import annotations
 
 import copy
+import dataclasses
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -451,8 +452,22 @@ class _Store:
         }
 
     def matching(self, namespace, labels):
-        found = [p for p in self.protectors.values() if p.spec.label_selector.matches(labels)]
+        # As the webhook's index does: the status stays out of it (``get`` has it).
+        found = [
+            dataclasses.replace(p, status=None)
+            for p in self.protectors.values()
+            if p.spec.label_selector.matches(labels)
+        ]
         return sorted(found, key=lambda p: p.name)
+
+    def get(self, namespace, name):
+        return self.protectors.get(f"{namespace}/{name}")
+
+    def admitted_at(self, namespace, name, cell_id, pod_uid):
+        protector = self.get(namespace, name)
+        cell = protector.status.cell(cell_id) if protector and protector.status else None
+        starts = [b.start_time for b in cell.buckets if b.pod_uid == pod_uid] if cell else []
+        return max(starts, default=None)
 
     def submit(self, key, item, deadline):
         protector = self.protectors[key]

@@ -51,10 +51,21 @@ class FakeCore:
         self.writes: list[dict[str, Any]] = []
         self.budgets: list[float] = []
         self.fail: KubeError | None = None
+        self.fail_once: list[KubeError] = []
+        self.current: dict[str, Any] | None = None  # what a GET returns
+        self.gets = 0
         self.rv = 100
+
+    def get(self, resource, namespace, name, budget):
+        self.gets += 1
+        if self.current is None:
+            raise KubeError(404, "NotFound", "gone")
+        return self.current
 
     def replace_status(self, resource, namespace, name, body, budget):
         self.budgets.append(budget)
+        if self.fail_once:
+            raise self.fail_once.pop(0)
         if self.fail:
             raise self.fail
         self.writes.append(body)
@@ -68,6 +79,9 @@ class Cache:
 
     def get(self, namespace, name):
         return self.protector
+
+    def resource_version(self, namespace, name):
+        return self.protector.resource_version if self.protector else None
 
 
 def _request(uid: str) -> DeletionRequest:
@@ -89,11 +103,30 @@ def test_one_write_for_a_whole_batch() -> None:
     assert core.writes[0]["metadata"]["resourceVersion"] == "1"
 
 
-def test_conflict_asks_for_a_retry() -> None:
+def test_a_second_conflict_asks_for_a_retry() -> None:
     core = FakeCore()
+    core.current = _ppr("7").to_dict()
     core.fail = KubeError(409, "Conflict", "the object has been modified")
     with pytest.raises(NeedRetry):
         _writer(core, Cache(_ppr("1")))("demo/p", [_request("u1")])
+    assert core.gets == 1 and len(core.budgets) == 2
+
+
+def test_a_conflict_is_retried_at_once_on_the_fresh_object() -> None:
+    core = FakeCore()
+    # Meanwhile the aggregator saw one pod fewer: 3 available, min 2.
+    core.current = _ppr("7", available=3).to_dict()
+    core.fail_once = [KubeError(409, "Conflict", "the object has been modified")]
+    cache = Cache(_ppr("1"))
+    writer = _writer(core, cache)
+    results = writer("demo/p", [_request("u1"), _request("u2")])
+    # Decided on the fresh object, not on the stale copy that still had 5 available.
+    assert results == [AdmissionResult.DENIED, AdmissionResult.OK]
+    assert core.writes[0]["metadata"]["resourceVersion"] == "7"
+    # The cache still holds rv 1 (older than our write, 5 available): the next batch builds on
+    # our write instead, where u2's bucket holds the last spare pod back (retry, not admit).
+    assert writer("demo/p", [_request("u3")]) == [AdmissionResult.RETRY]
+    assert len(core.writes) == 1
 
 
 def test_other_errors_fail_the_batch() -> None:
@@ -219,3 +252,27 @@ def test_an_answered_error_keeps_the_breaker_closed() -> None:
     with pytest.raises(KubeError):
         writer("demo/p", [_request("u1")], 60.0)
     assert not breaker.is_open
+
+
+def test_once_the_cache_shows_our_write_the_next_batch_parses_nothing() -> None:
+    core = FakeCore()
+    cache = Cache(_ppr("1"))
+    reads: list[str] = []
+    original = cache.get
+
+    def counting_get(namespace, name):
+        reads.append(name)
+        return original(namespace, name)
+
+    cache.get = counting_get
+    writer = _writer(core, cache)
+    writer("demo/p", [_request("u1")])
+    assert len(reads) == 1
+    cache.protector = PodProtector.from_dict(
+        dict(core.writes[0], metadata={**core.writes[0]["metadata"], "resourceVersion": "101"})
+    )  # the watch delivers our own write
+    writer("demo/p", [_request("u2")])
+    assert len(reads) == 1  # built on the object we sent, not a fresh parse of the cache
+    buckets = core.writes[1]["status"]["cells"][0]["admissionHistory"]["buckets"]
+    assert [b["podUID"] for b in buckets] == ["u1", "u2"]
+    assert core.writes[1]["metadata"]["resourceVersion"] == "101"
