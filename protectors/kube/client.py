@@ -143,6 +143,15 @@ WATCH_CONNECT_TIMEOUT = 10.0
 MIN_WATCH_TIMEOUT = 300
 
 
+def bounded(seconds: float) -> tuple[float, float]:
+    """The ``_request_timeout`` for a wait of ``seconds``: a (connect, read) pair.
+
+    The kubernetes client's REST layer takes an int or a pair and silently drops a float, which
+    would leave the request with no timeout at all against a peer that accepts and never
+    answers."""
+    return (seconds, seconds)
+
+
 def random_watch_timeout() -> int:
     return int(MIN_WATCH_TIMEOUT * (1 + random.random()))
 
@@ -197,7 +206,7 @@ class KubeClient:
                 body=body,
                 auth_settings=["BearerToken"],
                 _preload_content=False,
-                _request_timeout=timeout or self.request_timeout,
+                _request_timeout=bounded(timeout or self.request_timeout),
                 _return_http_data_only=True,
             )
         except ApiException as error:
