@@ -188,6 +188,13 @@ def test_the_processes_of_a_core_installation(rendered: dict[str, Objects], over
     webhook_env = env_of(objects, webhook["spec"]["template"]["spec"]["containers"][0])
     assert webhook_env["PODSEIDON_ROLE"] == "webhook"
     assert "DATABASE_URL" not in webhook_env, "the webhook must not depend on the database"
+    # Redis for the admission history the console draws (written off the review path), and a
+    # NetworkPolicy that lets the webhook's pods reach it.
+    assert webhook_env["REDIS_URL"] == "redis://podseidon-redis.podseidon.svc:6379/0"
+    policy = one(objects, "NetworkPolicy", "podseidon-redis")
+    peer = policy["spec"]["ingress"][0]["from"][0]["podSelector"]
+    component = webhook["spec"]["template"]["metadata"]["labels"]["app.kubernetes.io/component"]
+    assert component in peer["matchExpressions"][0]["values"]
     for deployment in (web, controllers):
         env = env_of(objects, deployment["spec"]["template"]["spec"]["containers"][0])
         assert env["DATABASE_URL"] == "secret:podseidon-database/DATABASE_URL"
@@ -467,11 +474,10 @@ def test_external_redis_replaces_the_bundled_one(tmp_path: Path) -> None:
     assert not find(objects, "Deployment", "podseidon-redis")
     assert not find(objects, "Service", "podseidon-redis")
     assert not find(objects, "NetworkPolicy")
-    for name in ("podseidon-web", "podseidon-controllers"):
+    # The webhook too: it writes the admission history (off its request path).
+    for name in ("podseidon-web", "podseidon-controllers", "podseidon-webhook"):
         container = one(objects, "Deployment", name)["spec"]["template"]["spec"]["containers"][0]
         assert env_of(objects, container)["REDIS_URL"] == "secret:podseidon-redis/REDIS_URL"
-    webhook = one(objects, "Deployment", "podseidon-webhook")
-    assert "REDIS_URL" not in env_of(objects, webhook["spec"]["template"]["spec"]["containers"][0])
 
 
 # -- only kube-apiserver calls the webhook ----------------------------------------------------
