@@ -278,6 +278,24 @@ def _racing(error: KubeError) -> bool:
     return error.status in (409, 422)
 
 
+def _not_registered(cell_id: str, detail: str) -> Failure:
+    return Failure(
+        f"no webhook is registered in {cell_id}{detail}; register it with "
+        f"`manage.py webhookconfig --cell {cell_id} --apply`",
+        code="not_registered",
+        status=409,
+        result={"cell": cell_id, "state": NOT_REGISTERED},
+    )
+
+
+def _kept_changing(cell_id: str) -> Failure:
+    return Failure(
+        f"the webhook configuration in {cell_id} kept changing under us ({ATTEMPTS} attempts)",
+        code="conflict",
+        status=409,
+    )
+
+
 def _disable_work(cell_id: str, user_name: str, dry_run: bool) -> Done:
     client = client_for(cell_id)
     for _attempt in range(ATTEMPTS):
@@ -326,11 +344,7 @@ def _disable_work(cell_id: str, user_name: str, dry_run: bool) -> Done:
             f"webhook disabled in {cell_id}: its pod deletions are no longer guarded",
             {"cell": cell_id, "state": DISABLED_BY_CONSOLE, "changed": True, "saved": saved},
         )
-    raise Failure(
-        f"the webhook configuration in {cell_id} kept changing under us ({ATTEMPTS} attempts)",
-        code="conflict",
-        status=409,
-    )
+    raise _kept_changing(cell_id)
 
 
 def _enable_work(cell_id: str, user_name: str, dry_run: bool) -> Done:
@@ -339,13 +353,7 @@ def _enable_work(cell_id: str, user_name: str, dry_run: bool) -> Done:
         obj = _read(client)
         state = classify(obj)
         if obj is None:
-            raise Failure(
-                f"no webhook is registered in {cell_id}; register it with "
-                f"`manage.py webhookconfig --cell {cell_id} --apply`",
-                code="not_registered",
-                status=409,
-                result={"cell": cell_id, "state": NOT_REGISTERED},
-            )
+            raise _not_registered(cell_id, "")
         if state in (DISABLED_ELSEWHERE, PARTLY_DISABLED):
             raise Failure(
                 f"the webhook in {cell_id} was disabled outside the console: no saved selector "
@@ -404,11 +412,7 @@ def _enable_work(cell_id: str, user_name: str, dry_run: bool) -> Done:
             f"webhook re-enabled in {cell_id} with its saved selectors",
             {"cell": cell_id, "state": ENABLED, "changed": True, "restored": saved["selectors"]},
         )
-    raise Failure(
-        f"the webhook configuration in {cell_id} kept changing under us ({ATTEMPTS} attempts)",
-        code="conflict",
-        status=409,
-    )
+    raise _kept_changing(cell_id)
 
 
 RESTORABLE = (DISABLED_ELSEWHERE, PARTLY_DISABLED)
@@ -451,13 +455,7 @@ def _restore_work(cell_id: str, user_name: str, dry_run: bool) -> Done:
         current = _read(client)
         state = classify(current)
         if current is None:
-            raise Failure(
-                f"no webhook is registered in {cell_id}: nothing to restore; register it with "
-                f"`manage.py webhookconfig --cell {cell_id} --apply`",
-                code="not_registered",
-                status=409,
-                result={"cell": cell_id, "state": NOT_REGISTERED},
-            )
+            raise _not_registered(cell_id, ": nothing to restore")
         if state == DISABLED_BY_CONSOLE:
             raise Failure(
                 f"the webhook in {cell_id} was disabled by the console: Re-enable restores "
@@ -526,11 +524,7 @@ def _restore_work(cell_id: str, user_name: str, dry_run: bool) -> Done:
             "are judged again",
             result,
         )
-    raise Failure(
-        f"the webhook configuration in {cell_id} kept changing under us ({ATTEMPTS} attempts)",
-        code="conflict",
-        status=409,
-    )
+    raise _kept_changing(cell_id)
 
 
 def _require_cell(cell_id: str) -> None:
