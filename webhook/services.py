@@ -32,7 +32,7 @@ instead of being overwritten. Each change leaves a Kubernetes Event on the confi
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from typing import Any
@@ -532,51 +532,40 @@ def _require_cell(cell_id: str) -> None:
         raise InvalidAction(f"unknown cell {cell_id!r}", field="cell", code="unknown_cell")
 
 
-def disable(user: Any, cell_id: str, *, reason: Any, dry_run: bool = False) -> ActionResult:
+def _cell_action(
+    user: Any,
+    cell_id: str,
+    reason: Any,
+    dry_run: bool,
+    action: Action,
+    work: Callable[[str, str, bool], Done],
+) -> ActionResult:
     require_operator(user)
     reason = clean_reason(reason)
     _require_cell(cell_id)
     return run_action(
         user=user,
-        action=Action.WEBHOOK_DISABLE,
+        action=action,
         target=f"webhook/{cell_id}",
         reason=reason,
         parameters={"cell": cell_id},
         dry_run=dry_run,
-        work=lambda: _disable_work(cell_id, user.get_username(), dry_run),
+        work=lambda: work(cell_id, user.get_username(), dry_run),
     )
+
+
+def disable(user: Any, cell_id: str, *, reason: Any, dry_run: bool = False) -> ActionResult:
+    return _cell_action(user, cell_id, reason, dry_run, Action.WEBHOOK_DISABLE, _disable_work)
 
 
 def enable(user: Any, cell_id: str, *, reason: Any, dry_run: bool = False) -> ActionResult:
-    require_operator(user)
-    reason = clean_reason(reason)
-    _require_cell(cell_id)
-    return run_action(
-        user=user,
-        action=Action.WEBHOOK_ENABLE,
-        target=f"webhook/{cell_id}",
-        reason=reason,
-        parameters={"cell": cell_id},
-        dry_run=dry_run,
-        work=lambda: _enable_work(cell_id, user.get_username(), dry_run),
-    )
+    return _cell_action(user, cell_id, reason, dry_run, Action.WEBHOOK_ENABLE, _enable_work)
 
 
 def restore(user: Any, cell_id: str, *, reason: Any, dry_run: bool = False) -> ActionResult:
     """Re-register the cell's webhook from the configuration (after a disable outside the
     console); the record keeps the selectors it replaced."""
-    require_operator(user)
-    reason = clean_reason(reason)
-    _require_cell(cell_id)
-    return run_action(
-        user=user,
-        action=Action.WEBHOOK_RESTORE,
-        target=f"webhook/{cell_id}",
-        reason=reason,
-        parameters={"cell": cell_id},
-        dry_run=dry_run,
-        work=lambda: _restore_work(cell_id, user.get_username(), dry_run),
-    )
+    return _cell_action(user, cell_id, reason, dry_run, Action.WEBHOOK_RESTORE, _restore_work)
 
 
 def disable_all(user: Any, *, reason: Any, dry_run: bool = False) -> ActionResult:
