@@ -559,14 +559,16 @@ def webhook_page(request: HttpRequest) -> HttpResponse:
     return render(request, "console/webhook.html", context)
 
 
-def _webhook_switch(enable: bool):
+def _webhook_cell_action(action: str, label: str):
+    """The POST view running ``webhook.services.<action>`` for one cell."""
+
     @login_required
     @require_POST
     def view(request: HttpRequest, cell_id: str) -> HttpResponse:
         from webhook import services as webhook_services
 
         require_operator(request)
-        act = webhook_services.enable if enable else webhook_services.disable
+        act = getattr(webhook_services, action)
         run_console_action(
             request,
             lambda: act(
@@ -575,35 +577,19 @@ def _webhook_switch(enable: bool):
                 reason=request.POST.get("reason", ""),
                 dry_run=bool(request.POST.get("dry_run")),
             ),
-            label=f"{'Re-enable' if enable else 'Disable'} the webhook in {cell_id}",
+            label=label.format(cell=cell_id),
         )
         return redirect("console:webhook")
 
-    view.__name__ = "webhook_enable" if enable else "webhook_disable"
+    view.__name__ = f"webhook_{action}"
     return view
 
 
-webhook_disable = _webhook_switch(False)
-webhook_enable = _webhook_switch(True)
-
-
-@login_required
-@require_POST
-def webhook_restore(request: HttpRequest, cell_id: str) -> HttpResponse:
-    from webhook import services as webhook_services
-
-    require_operator(request)
-    run_console_action(
-        request,
-        lambda: webhook_services.restore(
-            request.user,
-            cell_id,
-            reason=request.POST.get("reason", ""),
-            dry_run=bool(request.POST.get("dry_run")),
-        ),
-        label=f"Restore the webhook in {cell_id} from the configuration",
-    )
-    return redirect("console:webhook")
+webhook_disable = _webhook_cell_action("disable", "Disable the webhook in {cell}")
+webhook_enable = _webhook_cell_action("enable", "Re-enable the webhook in {cell}")
+webhook_restore = _webhook_cell_action(
+    "restore", "Restore the webhook in {cell} from the configuration"
+)
 
 
 @login_required

@@ -97,32 +97,20 @@ def issue_server_cert(
     validity: datetime.timedelta = _VALIDITY,
 ) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
     """A server certificate signed by the CA, valid for every loopback name plus `dns_names`."""
-    key = ec.generate_private_key(ec.SECP256R1())
-    now = datetime.datetime.now(datetime.UTC)
     names: list[x509.GeneralName] = [
         x509.IPAddress(ipaddress.ip_address("127.0.0.1")),
         x509.IPAddress(ipaddress.ip_address("::1")),
         x509.DNSName("localhost"),
         *(x509.DNSName(n) for n in dns_names),
     ]
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(_name(common_name))
-        .issuer_name(ca_cert.subject)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + validity)
-        .add_extension(x509.SubjectAlternativeName(names), critical=False)
-        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
-        .add_extension(
-            x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()),
-            critical=False,
-        )
-        .sign(ca_key, hashes.SHA256())
+    return _issue_leaf(
+        ca_cert,
+        ca_key,
+        common_name,
+        validity,
+        ExtendedKeyUsageOID.SERVER_AUTH,
+        x509.SubjectAlternativeName(names),
     )
-    return cert, key
 
 
 def issue_client_cert(
@@ -133,9 +121,22 @@ def issue_client_cert(
 ) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
     """A TLS client certificate signed by the CA (extended key usage clientAuth only, which
     OpenSSL servers check)."""
+    return _issue_leaf(ca_cert, ca_key, common_name, validity, ExtendedKeyUsageOID.CLIENT_AUTH)
+
+
+def _issue_leaf(
+    ca_cert: x509.Certificate,
+    ca_key: ec.EllipticCurvePrivateKey,
+    common_name: str,
+    validity: datetime.timedelta,
+    usage: x509.ObjectIdentifier,
+    *extensions: x509.ExtensionType,
+) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
+    """A fresh key and a non-CA certificate for it, signed by the CA, for one extended key
+    usage; ``extensions`` (non-critical) come first, as they always did."""
     key = ec.generate_private_key(ec.SECP256R1())
     now = datetime.datetime.now(datetime.UTC)
-    cert = (
+    builder = (
         x509.CertificateBuilder()
         .subject_name(_name(common_name))
         .issuer_name(ca_cert.subject)
@@ -143,8 +144,12 @@ def issue_client_cert(
         .serial_number(x509.random_serial_number())
         .not_valid_before(now - datetime.timedelta(minutes=5))
         .not_valid_after(now + validity)
-        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False)
+    )
+    for extension in extensions:
+        builder = builder.add_extension(extension, critical=False)
+    cert = (
+        builder.add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(x509.ExtendedKeyUsage([usage]), critical=False)
         .add_extension(
             x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()),
             critical=False,

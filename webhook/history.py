@@ -246,12 +246,3 @@ def record(cell_id: str, review: ReviewRequest, verdict: Verdict) -> None:
     w = writer()
     if w is not None:
         w.record(cell_id, review, verdict)
-
-
-def reset_writer() -> None:
-    """Stop and forget the writer (tests)."""
-    global _writer
-    with _writer_lock:
-        w, _writer = _writer, None
-    if w is not None:
-        w.stop()

@@ -32,7 +32,7 @@ instead of being overwritten. Each change leaves a Kubernetes Event on the confi
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from typing import Any
@@ -278,6 +278,24 @@ def _racing(error: KubeError) -> bool:
     return error.status in (409, 422)
 
 
+def _not_registered(cell_id: str, detail: str) -> Failure:
+    return Failure(
+        f"no webhook is registered in {cell_id}{detail}; register it with "
+        f"`manage.py webhookconfig --cell {cell_id} --apply`",
+        code="not_registered",
+        status=409,
+        result={"cell": cell_id, "state": NOT_REGISTERED},
+    )
+
+
+def _kept_changing(cell_id: str) -> Failure:
+    return Failure(
+        f"the webhook configuration in {cell_id} kept changing under us ({ATTEMPTS} attempts)",
+        code="conflict",
+        status=409,
+    )
+
+
 def _disable_work(cell_id: str, user_name: str, dry_run: bool) -> Done:
     client = client_for(cell_id)
     for _attempt in range(ATTEMPTS):
@@ -326,11 +344,7 @@ def _disable_work(cell_id: str, user_name: str, dry_run: bool) -> Done:
             f"webhook disabled in {cell_id}: its pod deletions are no longer guarded",
             {"cell": cell_id, "state": DISABLED_BY_CONSOLE, "changed": True, "saved": saved},
         )
-    raise Failure(
-        f"the webhook configuration in {cell_id} kept changing under us ({ATTEMPTS} attempts)",
-        code="conflict",
-        status=409,
-    )
+    raise _kept_changing(cell_id)
 
 
 def _enable_work(cell_id: str, user_name: str, dry_run: bool) -> Done:
@@ -339,13 +353,7 @@ def _enable_work(cell_id: str, user_name: str, dry_run: bool) -> Done:
         obj = _read(client)
         state = classify(obj)
         if obj is None:
-            raise Failure(
-                f"no webhook is registered in {cell_id}; register it with "
-                f"`manage.py webhookconfig --cell {cell_id} --apply`",
-                code="not_registered",
-                status=409,
-                result={"cell": cell_id, "state": NOT_REGISTERED},
-            )
+            raise _not_registered(cell_id, "")
         if state in (DISABLED_ELSEWHERE, PARTLY_DISABLED):
             raise Failure(
                 f"the webhook in {cell_id} was disabled outside the console: no saved selector "
@@ -404,11 +412,7 @@ def _enable_work(cell_id: str, user_name: str, dry_run: bool) -> Done:
             f"webhook re-enabled in {cell_id} with its saved selectors",
             {"cell": cell_id, "state": ENABLED, "changed": True, "restored": saved["selectors"]},
         )
-    raise Failure(
-        f"the webhook configuration in {cell_id} kept changing under us ({ATTEMPTS} attempts)",
-        code="conflict",
-        status=409,
-    )
+    raise _kept_changing(cell_id)
 
 
 RESTORABLE = (DISABLED_ELSEWHERE, PARTLY_DISABLED)
@@ -451,13 +455,7 @@ def _restore_work(cell_id: str, user_name: str, dry_run: bool) -> Done:
         current = _read(client)
         state = classify(current)
         if current is None:
-            raise Failure(
-                f"no webhook is registered in {cell_id}: nothing to restore; register it with "
-                f"`manage.py webhookconfig --cell {cell_id} --apply`",
-                code="not_registered",
-                status=409,
-                result={"cell": cell_id, "state": NOT_REGISTERED},
-            )
+            raise _not_registered(cell_id, ": nothing to restore")
         if state == DISABLED_BY_CONSOLE:
             raise Failure(
                 f"the webhook in {cell_id} was disabled by the console: Re-enable restores "
@@ -526,11 +524,7 @@ def _restore_work(cell_id: str, user_name: str, dry_run: bool) -> Done:
             "are judged again",
             result,
         )
-    raise Failure(
-        f"the webhook configuration in {cell_id} kept changing under us ({ATTEMPTS} attempts)",
-        code="conflict",
-        status=409,
-    )
+    raise _kept_changing(cell_id)
 
 
 def _require_cell(cell_id: str) -> None:
@@ -538,51 +532,40 @@ def _require_cell(cell_id: str) -> None:
         raise InvalidAction(f"unknown cell {cell_id!r}", field="cell", code="unknown_cell")
 
 
-def disable(user: Any, cell_id: str, *, reason: Any, dry_run: bool = False) -> ActionResult:
+def _cell_action(
+    user: Any,
+    cell_id: str,
+    reason: Any,
+    dry_run: bool,
+    action: Action,
+    work: Callable[[str, str, bool], Done],
+) -> ActionResult:
     require_operator(user)
     reason = clean_reason(reason)
     _require_cell(cell_id)
     return run_action(
         user=user,
-        action=Action.WEBHOOK_DISABLE,
+        action=action,
         target=f"webhook/{cell_id}",
         reason=reason,
         parameters={"cell": cell_id},
         dry_run=dry_run,
-        work=lambda: _disable_work(cell_id, user.get_username(), dry_run),
+        work=lambda: work(cell_id, user.get_username(), dry_run),
     )
+
+
+def disable(user: Any, cell_id: str, *, reason: Any, dry_run: bool = False) -> ActionResult:
+    return _cell_action(user, cell_id, reason, dry_run, Action.WEBHOOK_DISABLE, _disable_work)
 
 
 def enable(user: Any, cell_id: str, *, reason: Any, dry_run: bool = False) -> ActionResult:
-    require_operator(user)
-    reason = clean_reason(reason)
-    _require_cell(cell_id)
-    return run_action(
-        user=user,
-        action=Action.WEBHOOK_ENABLE,
-        target=f"webhook/{cell_id}",
-        reason=reason,
-        parameters={"cell": cell_id},
-        dry_run=dry_run,
-        work=lambda: _enable_work(cell_id, user.get_username(), dry_run),
-    )
+    return _cell_action(user, cell_id, reason, dry_run, Action.WEBHOOK_ENABLE, _enable_work)
 
 
 def restore(user: Any, cell_id: str, *, reason: Any, dry_run: bool = False) -> ActionResult:
     """Re-register the cell's webhook from the configuration (after a disable outside the
     console); the record keeps the selectors it replaced."""
-    require_operator(user)
-    reason = clean_reason(reason)
-    _require_cell(cell_id)
-    return run_action(
-        user=user,
-        action=Action.WEBHOOK_RESTORE,
-        target=f"webhook/{cell_id}",
-        reason=reason,
-        parameters={"cell": cell_id},
-        dry_run=dry_run,
-        work=lambda: _restore_work(cell_id, user.get_username(), dry_run),
-    )
+    return _cell_action(user, cell_id, reason, dry_run, Action.WEBHOOK_RESTORE, _restore_work)
 
 
 def disable_all(user: Any, *, reason: Any, dry_run: bool = False) -> ActionResult:

@@ -1,7 +1,8 @@
 """HTTP endpoints of the webhook role: the AdmissionReview endpoint and readiness.
 
-No sessions, no auth middleware, no database: kube-apiserver authenticates us by TLS, and the
-webhook has to keep answering when the console's database or Redis is down.
+No sessions, no database: kube-apiserver authenticates us by TLS, and the webhook has to keep
+answering when the console's database or Redis is down. The one middleware of this role is
+webhook/client_auth.py's client-certificate gate (``webhook.tls.client_ca_file``).
 """
 
 from __future__ import annotations

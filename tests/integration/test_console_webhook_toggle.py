@@ -30,7 +30,8 @@ from webhook.services import NEVER_MATCHING_SELECTOR, SAVED_ANNOTATION
 # fixtures of the webhook protection tests and of the console action tests.
 from .conftest import REPO, kubectl_path
 from .test_console_actions import namespace, site  # noqa: F401
-from .test_webhook_protection import Env, _delete, _setup, env, ns  # noqa: F401
+from .test_webhook_protection import _delete, _setup, env, ns  # noqa: F401
+from .webhook_env import WebhookEnv
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db]
 
@@ -38,7 +39,7 @@ REFUSED = (409, 429)
 CONFIG_NAME = "podseidon.kubewharf.io"
 
 
-def _registration(world: Env, cell: str) -> dict:
+def _registration(world: WebhookEnv, cell: str) -> dict:
     api = world.clusters.api(cell)
     registration = k8s.AdmissionregistrationV1Api(api).read_validating_webhook_configuration(
         CONFIG_NAME
@@ -51,7 +52,7 @@ def _selectors(registration: dict) -> list[Any]:
 
 
 @pytest.fixture
-def console(site, env: Env, settings) -> dict[str, Any]:  # noqa: F811
+def console(site, env: WebhookEnv, settings) -> dict[str, Any]:  # noqa: F811
     """The console of the `site` fixture, also scraping the webhook's metrics port."""
     metrics_url = f"http://127.0.0.1:{env.webhook.metrics_port}/metrics"
     settings.PODSEIDON = parse_config(
@@ -65,7 +66,7 @@ def console(site, env: Env, settings) -> dict[str, Any]:  # noqa: F811
 
 
 def test_disable_in_cell_a_only_then_reenable_with_the_original_selector(
-    env: Env,  # noqa: F811
+    env: WebhookEnv,  # noqa: F811
     ns: str,  # noqa: F811
     console: dict[str, Any],
 ) -> None:
@@ -144,7 +145,7 @@ def runbook_disable_command(kubeconfig: str) -> list[str]:
 
 @pytest.mark.skipif(kubectl_path() is None, reason="kubectl is not on PATH")
 def test_restore_from_configuration_after_the_runbooks_kubectl_disable(
-    env: Env,  # noqa: F811
+    env: WebhookEnv,  # noqa: F811
     ns: str,  # noqa: F811
     site,  # noqa: F811
     settings,

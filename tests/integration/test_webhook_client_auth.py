@@ -39,7 +39,9 @@ from tests.integration.webhook_env import (
     GUNICORN,
     REPO,
     Webhook,
+    WebhookEnv,
     create_protector,
+    delete_review,
     install_crd,
     read_protector,
     ready_pod,
@@ -126,24 +128,8 @@ def forged_pod(ns: str, name: str, labels: dict[str, str]) -> dict:
     }
 
 
-def delete_review(ns: str, pod: dict) -> bytes:
-    return json.dumps(
-        {
-            "apiVersion": "admission.k8s.io/v1",
-            "kind": "AdmissionReview",
-            "request": {
-                "uid": str(uuid.uuid4()),
-                "kind": {"group": "", "version": "v1", "kind": "Pod"},
-                "resource": {"group": "", "version": "v1", "resource": "pods"},
-                "operation": "DELETE",
-                "namespace": ns,
-                "name": pod["metadata"]["name"],
-                "userInfo": {"username": "system:serviceaccount:kube-system:generic"},
-                "object": None,
-                "oldObject": pod,
-            },
-        }
-    ).encode()
+def forged_review(ns: str, pod: dict) -> bytes:
+    return delete_review(ns, pod, username="system:serviceaccount:kube-system:generic")
 
 
 def bucket_uids(clusters: Clusters, ns: str, cell: str = "cell-a") -> list[str]:
@@ -158,7 +144,7 @@ def judged(hook: Webhook, clusters: Clusters, ns: str, pod: dict, context: ssl.S
     (repeats for one pod spend its quota once). At most 10 s."""
     deadline = time.monotonic() + 10
     while True:
-        status, body = hook.post("/cell-a", delete_review(ns, pod), context=context)
+        status, body = hook.post("/cell-a", forged_review(ns, pod), context=context)
         assert status == 200, body
         response = json.loads(body)["response"]
         recorded = pod["metadata"]["uid"] in bucket_uids(clusters, ns)
@@ -254,7 +240,7 @@ def test_without_a_client_ca_a_forged_review_fills_the_admission_buffer(
     assert bucket_uids(clusters, ns) == [forged["metadata"]["uid"]]
     # The next deletion, a legitimate one, finds the buffer full.
     legitimate = forged_pod(ns, "web-0", {"app": "web"})
-    status, body = open_hook.post("/cell-a", delete_review(ns, legitimate))
+    status, body = open_hook.post("/cell-a", forged_review(ns, legitimate))
     response = json.loads(body)["response"]
     assert status == 200 and response["allowed"] is False
     assert response["status"]["code"] == 409 and RETRY_409 in response["status"]["message"]
@@ -265,7 +251,7 @@ def test_with_a_client_ca_a_forged_review_is_refused_and_records_nothing(
 ) -> None:
     refusals = http_403s(guarded_hook)
     forged = forged_pod(ns, "does-not-exist", {"app": "web"})
-    how = refused(guarded_hook, delete_review(ns, forged), plain_context(guarded_hook))
+    how = refused(guarded_hook, forged_review(ns, forged), plain_context(guarded_hook))
     assert how.startswith(f"403: {CERT_REQUIRED}"), how
     assert bucket_uids(clusters, ns) == []
     # kubelet's probes present no certificate and still work.
@@ -280,7 +266,7 @@ def test_with_a_client_ca_a_forged_review_is_refused_and_records_nothing(
     assert bucket_uids(clusters, ns) == [legitimate["metadata"]["uid"]]
     # Once the webhook knows the protector for sure, a forgery is still refused.
     again = forged_pod(ns, "does-not-exist-either", {"app": "web"})
-    how = refused(guarded_hook, delete_review(ns, again), plain_context(guarded_hook))
+    how = refused(guarded_hook, forged_review(ns, again), plain_context(guarded_hook))
     assert how.startswith(f"403: {CERT_REQUIRED}"), how
     assert bucket_uids(clusters, ns) == [legitimate["metadata"]["uid"]]
     assert http_403s(guarded_hook) == refusals + 2
@@ -290,13 +276,13 @@ def test_a_certificate_from_another_ca_fails_the_handshake(
     guarded_hook: Webhook, pki: ClientPki, clusters: Clusters, ns: str
 ) -> None:
     forged = forged_pod(ns, "does-not-exist", {"app": "web"})
-    how = refused(guarded_hook, delete_review(ns, forged), guarded_hook.ssl_context(pki.rogue))
+    how = refused(guarded_hook, forged_review(ns, forged), guarded_hook.ssl_context(pki.rogue))
     assert how.startswith("tls: "), how
     # Then the apiserver's own certificate, so the webhook demonstrably knew the protector.
     legitimate = forged_pod(ns, "web-0", {"app": "web"})
     context = guarded_hook.ssl_context(pki.apiserver)
     assert judged(guarded_hook, clusters, ns, legitimate, context)["allowed"]
-    how = refused(guarded_hook, delete_review(ns, forged), guarded_hook.ssl_context(pki.rogue))
+    how = refused(guarded_hook, forged_review(ns, forged), guarded_hook.ssl_context(pki.rogue))
     assert how.startswith("tls: "), how
     assert bucket_uids(clusters, ns) == [legitimate["metadata"]["uid"]]
 
@@ -321,12 +307,12 @@ def test_strict_mode_refuses_in_the_handshake_and_checks_the_name(
     strict_hook: Webhook, pki: ClientPki, clusters: Clusters, ns: str
 ) -> None:
     forged = forged_pod(ns, "does-not-exist", {"app": "web"})
-    how = refused(strict_hook, delete_review(ns, forged), plain_context(strict_hook))
+    how = refused(strict_hook, forged_review(ns, forged), plain_context(strict_hook))
     assert how.startswith("tls: "), how
     with pytest.raises((ssl.SSLError, ConnectionError, urllib.error.URLError)):
         strict_hook.get("/readyz", context=plain_context(strict_hook))
     # Signed by the right CA, but not the apiserver's name.
-    how = refused(strict_hook, delete_review(ns, forged), strict_hook.ssl_context(pki.intruder))
+    how = refused(strict_hook, forged_review(ns, forged), strict_hook.ssl_context(pki.intruder))
     assert how == "403: client certificate (intruder) is not in webhook.tls.client_names", how
     assert bucket_uids(clusters, ns) == []
     legitimate = forged_pod(ns, "web-0", {"app": "web"})
@@ -398,15 +384,6 @@ def test_an_apiserver_without_a_client_certificate_fails_calling_the_webhook(
             cell.delete_namespace(ns)
 
 
-@dataclass
-class MtlsEnv:
-    clusters: Clusters
-    webhook: Webhook
-
-    def core(self, cluster: str) -> k8s.CoreV1Api:
-        return k8s.CoreV1Api(self.clusters.api(cluster))
-
-
 def admission_kubeconfig(work: Path, webhook_url: str, pki: ClientPki) -> Path:
     """The kubeconfig for the apiserver's AdmissionConfiguration, as the operator makes it:
     ``manage.py webhookconfig --apiserver-kubeconfig``."""
@@ -449,7 +426,7 @@ def admission_kubeconfig(work: Path, webhook_url: str, pki: ClientPki) -> Path:
 
 
 @pytest.fixture(scope="module")
-def mtls_env(clusters: Clusters, pki: ClientPki, tmp_path_factory) -> Iterator[MtlsEnv]:
+def mtls_env(clusters: Clusters, pki: ClientPki, tmp_path_factory) -> Iterator[WebhookEnv]:
     """Sandbox clusters whose apiservers present the apiserver certificate to the webhook,
     configured the way kube-apiserver is, and the guarded webhook registered in both cells."""
     if not clusters.is_sandbox:
@@ -493,7 +470,7 @@ def mtls_env(clusters: Clusters, pki: ClientPki, tmp_path_factory) -> Iterator[M
             try:
                 for cell in CELLS:
                     register(hook, cell)
-                yield MtlsEnv(own, hook)
+                yield WebhookEnv(own, hook)
             finally:
                 for cell in CELLS:
                     unregister(own.api(cell))
@@ -520,7 +497,7 @@ def _until_dry_run_answers(core: k8s.CoreV1Api, ns: str, name: str, code: int) -
         time.sleep(0.1)
 
 
-def test_through_the_apiserver_protection_works_as_before(mtls_env: MtlsEnv) -> None:
+def test_through_the_apiserver_protection_works_as_before(mtls_env: WebhookEnv) -> None:
     env = mtls_env
     ns = f"mtls-{uuid.uuid4().hex[:8]}"
     for cluster in ("core", *CELLS):

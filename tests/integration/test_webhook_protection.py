@@ -17,14 +17,14 @@ import time
 import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 
 import pytest
 from kubernetes import client as k8s
 
 from tests.integration.webhook_env import (
-    Webhook,
+    WebhookEnv,
     create_protector,
+    delete_review,
     install_crd,
     read_protector,
     ready_pod,
@@ -41,24 +41,15 @@ DENIED_429 = "reports too few available replicas to admit pod deletion"
 RETRY_409 = "has full admission buffer and is temporarily unable to admit pod deletion"
 
 
-@dataclass
-class Env:
-    clusters: object
-    webhook: Webhook
-
-    def core(self, cell: str) -> k8s.CoreV1Api:
-        return k8s.CoreV1Api(self.clusters.api(cell))
-
-
 @pytest.fixture(scope="module")
-def env(clusters, tmp_path_factory) -> Iterator[Env]:
+def env(clusters, tmp_path_factory) -> Iterator[WebhookEnv]:
     install_crd(clusters.api("core"))
     work = tmp_path_factory.mktemp("webhook-protection")
     hook = start_webhook(work, clusters.kubeconfigs, tls_dir=work / "tls")
     try:
         for cell in CELLS:
             register(hook, cell)
-        yield Env(clusters, hook)
+        yield WebhookEnv(clusters, hook)
     finally:
         for cell in CELLS:
             unregister(clusters.api(cell))
@@ -66,7 +57,7 @@ def env(clusters, tmp_path_factory) -> Iterator[Env]:
 
 
 @pytest.fixture
-def ns(env: Env) -> Iterator[str]:
+def ns(env: WebhookEnv) -> Iterator[str]:
     name = f"wh-{uuid.uuid4().hex[:8]}"
     for cluster in ("core", *CELLS):
         env.core(cluster).create_namespace({"metadata": {"name": name}})
@@ -76,7 +67,7 @@ def ns(env: Env) -> Iterator[str]:
             env.core(cluster).delete_namespace(name)
 
 
-def _delete(env: Env, cell: str, ns: str, name: str) -> tuple[int, str]:
+def _delete(env: WebhookEnv, cell: str, ns: str, name: str) -> tuple[int, str]:
     try:
         env.core(cell).delete_namespaced_pod(name, ns)
         return 200, ""
@@ -84,7 +75,7 @@ def _delete(env: Env, cell: str, ns: str, name: str) -> tuple[int, str]:
         return error.status, json.loads(error.body).get("message", "")
 
 
-def _evict(env: Env, cell: str, ns: str, name: str) -> tuple[int, str]:
+def _evict(env: WebhookEnv, cell: str, ns: str, name: str) -> tuple[int, str]:
     body = {
         "apiVersion": "policy/v1",
         "kind": "Eviction",
@@ -97,7 +88,7 @@ def _evict(env: Env, cell: str, ns: str, name: str) -> tuple[int, str]:
         return error.status, json.loads(error.body).get("message", "")
 
 
-def _wait_until_webhook_sees(env: Env, ns: str, name: str, estimated: int) -> None:
+def _wait_until_webhook_sees(env: WebhookEnv, ns: str, name: str, estimated: int) -> None:
     """The webhook judges from its watch cache; give it the moment a watch event takes."""
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:
@@ -110,7 +101,9 @@ def _wait_until_webhook_sees(env: Env, ns: str, name: str, estimated: int) -> No
     raise AssertionError("protector status never settled")
 
 
-def _setup(env: Env, ns: str, per_cell: dict[str, int], min_available: int, **kwargs) -> None:
+def _setup(
+    env: WebhookEnv, ns: str, per_cell: dict[str, int], min_available: int, **kwargs
+) -> None:
     labels = {"app": "web"}
     for cell, count in per_cell.items():
         for i in range(count):
@@ -120,7 +113,7 @@ def _setup(env: Env, ns: str, per_cell: dict[str, int], min_available: int, **kw
     _wait_until_webhook_sees(env, ns, "protector", sum(per_cell.values()))
 
 
-def test_one_deletion_per_cell_then_rejected(env: Env, ns: str) -> None:
+def test_one_deletion_per_cell_then_rejected(env: WebhookEnv, ns: str) -> None:
     _setup(env, ns, {"cell-a": 3, "cell-b": 4}, min_available=5)
     assert _delete(env, "cell-a", ns, "cell-a-0") == (200, "")
     assert _delete(env, "cell-b", ns, "cell-b-0") == (200, "")
@@ -137,7 +130,7 @@ def test_one_deletion_per_cell_then_rejected(env: Env, ns: str) -> None:
     env.core("cell-a").read_namespaced_pod("cell-a-1", ns)  # still there
 
 
-def test_the_same_through_the_eviction_api(env: Env, ns: str) -> None:
+def test_the_same_through_the_eviction_api(env: WebhookEnv, ns: str) -> None:
     _setup(env, ns, {"cell-a": 3, "cell-b": 4}, min_available=5)
     assert _evict(env, "cell-a", ns, "cell-a-0")[0] == 201
     assert _evict(env, "cell-b", ns, "cell-b-0")[0] == 201
@@ -146,7 +139,7 @@ def test_the_same_through_the_eviction_api(env: Env, ns: str) -> None:
     assert f"PodProtector {ns}/protector" in message
 
 
-def test_once_aggregation_confirms_the_rejection_is_a_429(env: Env, ns: str) -> None:
+def test_once_aggregation_confirms_the_rejection_is_a_429(env: WebhookEnv, ns: str) -> None:
     _setup(env, ns, {"cell-a": 3, "cell-b": 4}, min_available=5)
     assert _delete(env, "cell-a", ns, "cell-a-0")[0] == 200
     assert _delete(env, "cell-b", ns, "cell-b-0")[0] == 200
@@ -158,7 +151,7 @@ def test_once_aggregation_confirms_the_rejection_is_a_429(env: Env, ns: str) -> 
     assert code == 429 and DENIED_429 in message
 
 
-def test_deletecollection_stops_where_the_quota_ends(env: Env, ns: str) -> None:
+def test_deletecollection_stops_where_the_quota_ends(env: WebhookEnv, ns: str) -> None:
     _setup(env, ns, {"cell-a": 6}, min_available=3)
     with pytest.raises(k8s.ApiException) as error:
         env.core("cell-a").delete_collection_namespaced_pod(ns, label_selector="app=web")
@@ -170,14 +163,14 @@ def test_deletecollection_stops_where_the_quota_ends(env: Env, ns: str) -> None:
     assert len(protector.status.cell("cell-a").admission_history.buckets) == 3
 
 
-def test_max_concurrent_lag_fills_the_buffer(env: Env, ns: str) -> None:
+def test_max_concurrent_lag_fills_the_buffer(env: WebhookEnv, ns: str) -> None:
     _setup(env, ns, {"cell-a": 10}, min_available=1, history={"maxConcurrentLag": 1})
     assert _delete(env, "cell-a", ns, "cell-a-0")[0] == 200
     code, message = _delete(env, "cell-a", ns, "cell-a-1")
     assert code == 409 and RETRY_409 in message
 
 
-def test_unhealthy_pods_go_freely_and_repeats_cost_nothing(env: Env, ns: str) -> None:
+def test_unhealthy_pods_go_freely_and_repeats_cost_nothing(env: WebhookEnv, ns: str) -> None:
     _setup(env, ns, {"cell-a": 3}, min_available=3, min_ready_seconds=600)
     core = env.core("cell-a")
     ready_pod(core, ns, "unready", {"app": "web"}, ready=False)
@@ -190,10 +183,10 @@ def test_unhealthy_pods_go_freely_and_repeats_cost_nothing(env: Env, ns: str) ->
     assert protector.status.cell("cell-a").admission_history.buckets == ()
 
 
-def test_repeated_review_for_one_pod_uses_quota_once(env: Env, ns: str) -> None:
+def test_repeated_review_for_one_pod_uses_quota_once(env: WebhookEnv, ns: str) -> None:
     _setup(env, ns, {"cell-a": 3}, min_available=1)
     pod = env.core("cell-a").read_namespaced_pod("cell-a-0", ns).to_dict()
-    review_body = _direct_review(
+    review_body = delete_review(
         ns,
         k8s.ApiClient().sanitize_for_serialization(
             env.core("cell-a").read_namespaced_pod("cell-a-0", ns)
@@ -208,19 +201,19 @@ def test_repeated_review_for_one_pod_uses_quota_once(env: Env, ns: str) -> None:
     assert protector.status.summary.estimated_available_replicas == 2
 
 
-def test_terminating_pod_is_allowed_without_a_bucket(env: Env, ns: str) -> None:
+def test_terminating_pod_is_allowed_without_a_bucket(env: WebhookEnv, ns: str) -> None:
     _setup(env, ns, {"cell-a": 2}, min_available=2)
     pod = k8s.ApiClient().sanitize_for_serialization(
         env.core("cell-a").read_namespaced_pod("cell-a-0", ns)
     )
     pod["metadata"]["deletionTimestamp"] = "2026-11-21T00:00:00Z"
-    _status, body = env.webhook.post("/cell-a", _direct_review(ns, pod))
+    _status, body = env.webhook.post("/cell-a", delete_review(ns, pod))
     assert json.loads(body)["response"]["allowed"] is True
     protector = read_protector(env.clusters.api("core"), ns, "protector")
     assert protector.status.cell("cell-a").admission_history.buckets == ()
 
 
-def test_force_delete_allows_and_records(env: Env, ns: str) -> None:
+def test_force_delete_allows_and_records(env: WebhookEnv, ns: str) -> None:
     _setup(env, ns, {"cell-a": 2}, min_available=2)
     core = env.core("cell-a")
     ready_pod(
@@ -231,7 +224,7 @@ def test_force_delete_allows_and_records(env: Env, ns: str) -> None:
         annotations={"podseidon.kubewharf.io/force-delete": "true"},
     )
     pod = k8s.ApiClient().sanitize_for_serialization(core.read_namespaced_pod("forced", ns))
-    _status, body = env.webhook.post("/cell-a", _direct_review(ns, pod))
+    _status, body = env.webhook.post("/cell-a", delete_review(ns, pod))
     response = json.loads(body)["response"]
     assert response["allowed"] is True
     assert response["auditAnnotations"] == {
@@ -241,7 +234,7 @@ def test_force_delete_allows_and_records(env: Env, ns: str) -> None:
     assert _delete(env, "cell-a", ns, "forced")[0] == 200
 
 
-def _wide_client(env: Env, cell: str) -> k8s.CoreV1Api:
+def _wide_client(env: WebhookEnv, cell: str) -> k8s.CoreV1Api:
     """A client whose connection pool fits 100 concurrent requests."""
     from kubernetes import config
 
@@ -253,27 +246,7 @@ def _wide_client(env: Env, cell: str) -> k8s.CoreV1Api:
     return k8s.CoreV1Api(k8s.ApiClient(configuration))
 
 
-def _direct_review(ns: str, pod: dict) -> bytes:
-    return json.dumps(
-        {
-            "apiVersion": "admission.k8s.io/v1",
-            "kind": "AdmissionReview",
-            "request": {
-                "uid": str(uuid.uuid4()),
-                "kind": {"group": "", "version": "v1", "kind": "Pod"},
-                "resource": {"group": "", "version": "v1", "resource": "pods"},
-                "operation": "DELETE",
-                "namespace": ns,
-                "name": pod["metadata"]["name"],
-                "userInfo": {"username": "tester"},
-                "object": None,
-                "oldObject": pod,
-            },
-        }
-    ).encode()
-
-
-def test_concurrent_deletions_never_overshoot(env: Env, ns: str) -> None:
+def test_concurrent_deletions_never_overshoot(env: WebhookEnv, ns: str) -> None:
     """100 simultaneous deletions across both cells, 20 randomised rounds, 3 workers: never
     more admitted than available - minAvailable before the aggregator catches up."""
     rng = random.Random(20261121)
@@ -316,7 +289,7 @@ def test_concurrent_deletions_never_overshoot(env: Env, ns: str) -> None:
         assert admitted <= available - protector.status.summary.estimated_available_replicas
 
 
-def test_global_dry_run_allows_everything_but_records(env: Env, ns: str, tmp_path) -> None:
+def test_global_dry_run_allows_everything_but_records(env: WebhookEnv, ns: str, tmp_path) -> None:
     """A second webhook in dry-run mode (not registered; reviews posted to it directly): the
     quota is spent and measured as if live, yet every deletion is allowed and marked."""
     _setup(env, ns, {"cell-a": 2}, min_available=1)
@@ -333,7 +306,7 @@ def test_global_dry_run_allows_everything_but_records(env: Env, ns: str, tmp_pat
             pod = k8s.ApiClient().sanitize_for_serialization(
                 env.core("cell-a").read_namespaced_pod(name, ns)
             )
-            status, body = hook.post("/cell-a", _direct_review(ns, pod))
+            status, body = hook.post("/cell-a", delete_review(ns, pod))
             assert status == 200
             answers.append(json.loads(body)["response"])
         assert all(a["allowed"] for a in answers)
@@ -361,5 +334,5 @@ def test_global_dry_run_allows_everything_but_records(env: Env, ns: str, tmp_pat
         assert hook.stop() == 0
 
 
-def pod_uid(env: Env, ns: str, name: str) -> str:
+def pod_uid(env: WebhookEnv, ns: str, name: str) -> str:
     return env.core("cell-a").read_namespaced_pod(name, ns).metadata.uid

@@ -7,6 +7,7 @@ registering it in both cells, exactly as an operator would.
 
 from __future__ import annotations
 
+import json
 import os
 import secrets
 import signal
@@ -16,6 +17,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
+import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -369,3 +371,36 @@ def read_protector(api: k8s.ApiClient, namespace: str, name: str) -> PodProtecto
             GROUP, VERSION, namespace, PLURAL, name
         )
     )
+
+
+@dataclass
+class WebhookEnv:
+    """Test clusters and the webhook registered in their cells."""
+
+    clusters: Any
+    webhook: Webhook
+
+    def core(self, cluster: str) -> k8s.CoreV1Api:
+        return k8s.CoreV1Api(self.clusters.api(cluster))
+
+
+def delete_review(ns: str, pod: dict, username: str = "tester") -> bytes:
+    """The AdmissionReview kube-apiserver sends for deleting ``pod``, to post to the webhook
+    directly."""
+    return json.dumps(
+        {
+            "apiVersion": "admission.k8s.io/v1",
+            "kind": "AdmissionReview",
+            "request": {
+                "uid": str(uuid.uuid4()),
+                "kind": {"group": "", "version": "v1", "kind": "Pod"},
+                "resource": {"group": "", "version": "v1", "resource": "pods"},
+                "operation": "DELETE",
+                "namespace": ns,
+                "name": pod["metadata"]["name"],
+                "userInfo": {"username": username},
+                "object": None,
+                "oldObject": pod,
+            },
+        }
+    ).encode()

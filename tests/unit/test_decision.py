@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -14,6 +13,7 @@ from protectors.health import HealthCriterion
 from protectors.kube.client import KubeError
 from protectors.model import PodProtector
 from protectors.quota import AdmissionResult, DeletionRequest
+from tests.unit.protector_fakes import IndexLookups
 from webhook.batching import BatchTimeout
 from webhook.bounded_client import NoAnswer
 from webhook.core_breaker import CoreBreaker, CoreUnavailable
@@ -110,7 +110,7 @@ def _evict(annotations: dict[str, str] | None = None) -> ReviewRequest:
 
 
 @dataclass
-class FakeWorld:
+class FakeWorld(IndexLookups):
     protectors: list[PodProtector] = field(default_factory=lambda: [_protector()])
     results: dict[str, Any] = field(default_factory=dict)
     pods: dict[str, dict] = field(default_factory=lambda: {"web-0": _pod()})
@@ -118,22 +118,11 @@ class FakeWorld:
     submitted: list[tuple[str, DeletionRequest]] = field(default_factory=list)
     observed: list[tuple[str, str, bool]] = field(default_factory=list)
 
-    def matching(self, namespace, labels):
-        # As the index does: the status stays out of it.
-        return [
-            dataclasses.replace(p, status=None)
-            for p in self.protectors
-            if p.spec.label_selector.matches(labels)
-        ]
+    def listed(self):
+        return self.protectors
 
     def get(self, namespace, name):
         return next((p for p in self.protectors if p.name == name), None)
-
-    def admitted_at(self, namespace, name, cell_id, pod_uid):
-        protector = self.get(namespace, name)
-        cell = protector.status.cell(cell_id) if protector and protector.status else None
-        starts = [b.start_time for b in cell.buckets if b.pod_uid == pod_uid] if cell else []
-        return max(starts, default=None)
 
     def submit(self, key, item, deadline):
         self.submitted.append((key, item))

@@ -4,7 +4,6 @@ own Decider run over the same pods one deletion at a time."""
 from __future__ import annotations
 
 import copy
-import dataclasses
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -23,6 +22,7 @@ from podseidon_site.config import parse_config
 from protectors.health import HealthCriterion
 from protectors.model import PodProtector
 from protectors.quota import admit_batch
+from tests.unit.protector_fakes import IndexLookups
 from webhook.decision import Decider
 from webhook.registration import render_webhook_configuration
 from webhook.review import ReviewRequest
@@ -435,7 +435,7 @@ def test_a_node_drain_skips_what_kubectl_drain_skips() -> None:
 # -- the plan against the webhook itself --------------------------------------------------------
 
 
-class _Store:
+class _Store(IndexLookups):
     """The webhook's status writes, applied to PodProtectors in memory, one batch per review:
     the webhook's own Decider runs against it."""
 
@@ -451,23 +451,11 @@ class _Store:
             f"ns/{o['metadata']['name']}": PodProtector.from_dict(o) for o in objects
         }
 
-    def matching(self, namespace, labels):
-        # As the webhook's index does: the status stays out of it (``get`` has it).
-        found = [
-            dataclasses.replace(p, status=None)
-            for p in self.protectors.values()
-            if p.spec.label_selector.matches(labels)
-        ]
-        return sorted(found, key=lambda p: p.name)
+    def listed(self):
+        return sorted(self.protectors.values(), key=lambda p: p.name)
 
     def get(self, namespace, name):
         return self.protectors.get(f"{namespace}/{name}")
-
-    def admitted_at(self, namespace, name, cell_id, pod_uid):
-        protector = self.get(namespace, name)
-        cell = protector.status.cell(cell_id) if protector and protector.status else None
-        starts = [b.start_time for b in cell.buckets if b.pod_uid == pod_uid] if cell else []
-        return max(starts, default=None)
 
     def submit(self, key, item, deadline):
         protector = self.protectors[key]
