@@ -62,3 +62,11 @@ def post_worker_init(worker) -> None:
     from webhook.runtime import get_runtime
 
     get_runtime()
+
+
+def worker_exit(server, worker) -> None:
+    # Stop the worker's PodProtector watch and its threads on the way out; watches stop at once
+    # (their sockets are shut down), so a restart or scale-down is not held by a quiet watch.
+    from webhook.runtime import reset_runtime
+
+    reset_runtime()
