@@ -14,6 +14,7 @@ from workers.aggregator.podcache import (
     pod_transform,
     slim_pod,
     slim_pod_with_times,
+    slim_protector,
 )
 from workers.aggregator.synctime import status_time
 
@@ -153,3 +154,22 @@ def test_health_is_read_as_of_the_event():
     assert health.ready_since == since
     assert health.is_available(10, since + timedelta(seconds=10))
     assert not health.is_available(10, since + timedelta(seconds=9))
+
+
+def test_slim_protector_drops_what_only_the_api_server_reads():
+    protector = {
+        "metadata": {
+            "name": "p",
+            "resourceVersion": "7",
+            "managedFields": [{"manager": "podseidon"}],
+            "annotations": {"kubectl.kubernetes.io/last-applied-configuration": "{}", "a": "b"},
+        },
+        "spec": {"minAvailable": 1},
+        "status": {"cells": []},
+    }
+    slim = slim_protector(protector)
+    assert slim["metadata"] == {"name": "p", "resourceVersion": "7", "annotations": {"a": "b"}}
+    assert slim["spec"] is protector["spec"] and slim["status"] is protector["status"]
+    assert "managedFields" in protector["metadata"]
+    plain = {"metadata": {"name": "q"}, "spec": {}}
+    assert slim_protector(plain) is plain  # nothing to drop: no copy

@@ -40,7 +40,12 @@ from protectors.model import PodProtector, PodProtectorFormatError, Spec, Status
 from protectors.selectors import SelectorError
 from workers.aggregator.index import PodCandidates, ProtectorLookup
 from workers.aggregator.observer import AggregatorObserver, ReconcileError
-from workers.aggregator.podcache import counting_view, pod_transform, slim_pod_with_times
+from workers.aggregator.podcache import (
+    counting_view,
+    pod_transform,
+    slim_pod_with_times,
+    slim_protector,
+)
 from workers.aggregator.pool import NextEventPool
 from workers.aggregator.reconcile import history_defaults, jittered_delay, reconcile_cell
 from workers.aggregator.synctime import SyncClock, SyncTimeAlgorithm, event_time
@@ -132,13 +137,13 @@ class AggregatorController:
         config: PodseidonConfig,
         cell_id: str,
         *,
-        workers: int = 2,
+        workers: int | None = None,
         observer: AggregatorObserver | None = None,
     ) -> None:
         self.config = config
         self.cell_id = cell_id
         self.name = f"aggregator/{cell_id}"
-        self.workers = workers
+        self.workers = workers if workers is not None else config.aggregator.workers
         self.observer = observer or AggregatorObserver(cell_id)
         self._lock = threading.Lock()
         self._run: _Run | None = None
@@ -237,6 +242,7 @@ class _Run:
             PODPROTECTORS,
             name=f"{controller.name}/podprotectors",
             namespace=config.core.namespace or None,
+            transform=slim_protector,
             observer=_StreamObserver(self, pods=False),
         )
         self.lookup = ProtectorLookup(self.protectors)

@@ -30,7 +30,14 @@ from typing import Any
 from protectors.constants import ANNOTATION_UPDATE_TRIGGER_TIME
 from protectors.health import PodHealth
 
-__all__ = ["HEALTH_FIELD", "counting_view", "pod_transform", "slim_pod", "slim_pod_with_times"]
+__all__ = [
+    "HEALTH_FIELD",
+    "counting_view",
+    "pod_transform",
+    "slim_pod",
+    "slim_pod_with_times",
+    "slim_protector",
+]
 
 # Not an API field name (those never contain a colon), so it cannot collide with one.
 HEALTH_FIELD = "podseidon:health"
@@ -110,6 +117,25 @@ def slim_pod_with_times(obj: Mapping[str, Any]) -> dict[str, Any]:
 
 def pod_transform(algorithm: str) -> Callable[[Mapping[str, Any]], dict[str, Any]]:
     return slim_pod_with_times if algorithm == "status" else slim_pod
+
+
+_LAST_APPLIED = "kubectl.kubernetes.io/last-applied-configuration"
+
+
+def slim_protector(obj: dict[str, Any]) -> dict[str, Any]:
+    """The aggregator's PodProtector cache transform: the object without
+    ``metadata.managedFields`` and the last-applied annotation, which a real API server adds
+    and nothing here reads (status writes send only identity and preconditions)."""
+    metadata = obj.get("metadata")
+    if not metadata:
+        return obj
+    annotations = metadata.get("annotations") or {}
+    if "managedFields" not in metadata and _LAST_APPLIED not in annotations:
+        return obj
+    metadata = {k: v for k, v in metadata.items() if k != "managedFields"}
+    if _LAST_APPLIED in annotations:
+        metadata["annotations"] = {k: v for k, v in annotations.items() if k != _LAST_APPLIED}
+    return {**obj, "metadata": metadata}
 
 
 def counting_view(pod: Mapping[str, Any]) -> tuple[Any, ...]:
