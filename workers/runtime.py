@@ -432,6 +432,8 @@ class ControllerManager:
         """Beat in the membership, re-plan, wake the electors the plan concerns."""
         if self.membership is None or self.balancer is None or self._paused is None:
             return  # not able to lead before the switches are read: not a member yet
+        if self.stopping.is_set():
+            return  # leaving
         try:
             self.membership.heartbeat()
             plan = self.balancer.refresh()
@@ -489,19 +491,27 @@ class ControllerManager:
         """Stop every controller and release every lease held; returns within ``timeout``."""
         self.stopping.set()
         deadline = time.monotonic() + timeout
+        # Leave first: when our released leases are announced, the others plan without us.
+        self._leave(announce=False)
         for elector in self.electors.values():
             elector.wake()
         for elector in self.electors.values():
             elector.join(max(deadline - time.monotonic(), 0))
         if self._watcher is not None:
             self._watcher.join(max(min(deadline - time.monotonic(), _PUBSUB_POLL * 2), 0))
-        if self.membership is not None and self._announced:
-            try:
-                self.membership.leave()
-                self.publish(MEMBERS_EVENT, self.holder.id)
-            except redis.RedisError as error:
-                logger.warning("could not leave the membership (it will expire): %s", error)
+        self._leave(announce=True)  # again, in case a beat of the watcher raced the first
         logger.info("controller runtime %s stopped", self.holder.id)
+
+    def _leave(self, *, announce: bool) -> None:
+        if self.membership is None or not self._announced:
+            return
+        try:
+            self.membership.leave()
+        except redis.RedisError as error:
+            logger.warning("could not leave the membership (it will expire): %s", error)
+            return
+        if announce:
+            self.publish(MEMBERS_EVENT, self.holder.id)
 
     def publish(self, kind: str, key: str) -> None:
         with contextlib.suppress(redis.RedisError):  # the others poll every retry period
