@@ -34,6 +34,7 @@ FIGURE_LINES = (
     "aggregator CPU:",
     "    status writes/s:",
     "generator:",
+    "              restarted with all 5 in place:",
 )
 TOY = (
     *("--pprs", "10", "--flips", "20", "--deployments", "5"),
@@ -53,17 +54,28 @@ def check_figures(out: str, figures: Path) -> dict:
     assert data["burst"]["flips"] == 20
     assert data["burst"]["counts"]["status_writes"] > 0
     assert data["burst"]["needed_writes"] == 20  # every flip hits its own protector and cell
-    assert data["write_rate"]["writes"] == 20  # 10 protectors x one write per cell
+    assert data["write_rate"]["writes"] == 40  # 10 protectors x two writes per cell
     assert data["generator"]["writes"]["protector creates"] == 5
+    restart = data["generator"]["restart"]
+    assert restart["reconciles"] >= 5 and restart["writes"] == 0  # all in place: verified
     return data
 
 
 def test_controllers_benchmark_runs(tmp_path: Path) -> None:
     figures = tmp_path / "figures.json"
-    out = run_benchmark("controllers.py", *TOY, "--profile", "--json", str(figures), timeout=120)
+    out = run_benchmark("controllers.py", *TOY, "--profile", "--json", str(figures), timeout=180)
     data = check_figures(out, figures)
     assert "reconcile workers" in data["profile_burst"]
     assert any(line.startswith("profile (burst") for line in out.splitlines())
+
+
+def test_controllers_benchmark_one_process_per_cell(tmp_path: Path) -> None:
+    figures = tmp_path / "figures.json"
+    out = run_benchmark(
+        "controllers.py", *TOY, "--process-per-cell", "--json", str(figures), timeout=180
+    )
+    assert "aggregators: one process per cell" in out
+    check_figures(out, figures)
 
 
 def test_controllers_benchmark_against_given_clusters(tmp_path: Path) -> None:
@@ -85,7 +97,7 @@ def test_controllers_benchmark_against_given_clusters(tmp_path: Path) -> None:
             *("--kubeconfigs", str(folder), "--json", str(figures)),
             timeout=240,
         )
-        assert f"clusters:     real clusters ({folder})" in out
+        assert f"clusters:     real clusters ({folder});" in out
         check_figures(out, figures)
         # Its namespaces are gone (or going): nothing is left behind in a real cluster.
         kubeconfigs = dict(
