@@ -933,7 +933,19 @@ def wait_quiet(quiet_for: float, timeout: float, tick: Callable[[], None] | None
     return last_change
 
 
-def cell_main(conn: Any, kubeconfigs: dict[str, str], cell: str, workers: int) -> None:
+def workers_option(args: argparse.Namespace) -> dict[str, int]:
+    """``workers=`` for AggregatorController, or nothing: then the configuration decides."""
+    return {} if args.workers is None else {"workers": args.workers}
+
+
+def default_workers() -> int:
+    from podseidon_site.config import AggregatorConfig
+
+    # Older revisions (measured "before") have no aggregator.workers: their default was 2.
+    return getattr(AggregatorConfig(), "workers", 2)
+
+
+def cell_main(conn: Any, kubeconfigs: dict[str, str], cell: str, workers: int | None) -> None:
     """Entry point of a cell's own process (``--process-per-cell``): run its aggregator until
     told to stop, answering the parent's questions about it."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -947,7 +959,9 @@ def cell_main(conn: Any, kubeconfigs: dict[str, str], cell: str, workers: int) -
         cells=[CellConfig(id=c, kubeconfig=kubeconfigs[c], namespace=NAMESPACE) for c in CELLS],
     )
     reports: list[str] = []
-    controller = AggregatorController(config, cell, workers=workers)
+    controller = AggregatorController(
+        config, cell, **({} if workers is None else {"workers": workers})
+    )
     controller.start(
         ControllerContext(
             config=config,
@@ -982,7 +996,7 @@ class CellProcesses:
     """``--process-per-cell``: each cell's aggregator in a process of its own, as with one
     Celery worker per cell (PODSEIDON_CONTROLLERS=aggregator/<cell>)."""
 
-    def __init__(self, kubeconfigs: dict[str, str], workers: int) -> None:
+    def __init__(self, kubeconfigs: dict[str, str], workers: int | None) -> None:
         context = multiprocessing.get_context("spawn")
         self.children = []
         for cell in CELLS:
@@ -1249,7 +1263,7 @@ def run(
         if args.process_per_cell:
             CELL_PROCESSES = CellProcesses(kubeconfigs, args.workers)
         for cell in CELLS if CELL_PROCESSES is None else ():
-            controller = AggregatorController(config, cell, workers=args.workers)
+            controller = AggregatorController(config, cell, **workers_option(args))
             context = ControllerContext(
                 config=config,
                 core=KubeClient.from_access(config.core),
@@ -1464,7 +1478,8 @@ def print_figures(args: argparse.Namespace, out: dict[str, Any]) -> None:
     sandbox = args.kubeconfigs is None
     where = "sandbox" if sandbox else f"real clusters ({args.kubeconfigs})"
     placement = "one process per cell" if args.process_per_cell else "both in this process"
-    print(f"clusters:     {where}; aggregators: {placement}, {args.workers} workers each")
+    workers = args.workers or default_workers()
+    print(f"clusters:     {where}; aggregators: {placement}, {workers} workers each")
     seed_cpu = f"; sandbox CPU {s['sandbox_cpu']:.1f} s" if sandbox else ""
     print(
         f"seed:         {pods} pods in {s['seconds']:.1f} s ({pods / s['seconds']:.0f}/s, create "
@@ -1672,7 +1687,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "(default: unset, so the controllers' default of 1000 ms applies)",
     )
     parser.add_argument(
-        "--workers", type=int, default=2, help="reconcile workers per aggregator (default 2)"
+        "--workers",
+        type=int,
+        default=None,
+        help="reconcile workers per aggregator (default: the configuration's aggregator.workers)",
     )
     parser.add_argument(
         "--clients",

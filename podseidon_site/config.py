@@ -149,10 +149,10 @@ class AggregatorConfig(_Section):
         default=(0.5, 1.0), description="Aggregation delay is multiplied by U[low, high]."
     )
     workers: PositiveInt = Field(
-        default=2,
-        description="Concurrent reconcile workers per cell. One process writes about 1,000 "
-        "statuses per second per CPU; raise this when the API server's write latency, not the "
-        "CPU, limits the rate (each worker has one write in flight).",
+        default=4,
+        description="Concurrent reconcile workers per cell, each with one status write in "
+        "flight. A cell's aggregator needs about 0.6 ms of CPU per write; more workers help when "
+        "the API server's write latency, not the CPU, limits the write rate.",
     )
 
     @field_validator("rate_jitter")
