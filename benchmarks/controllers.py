@@ -75,6 +75,7 @@ GEN_NAMESPACE = "bench-gen"
 GROUP, VERSION, PLURAL = "podseidon.kubewharf.io", "v1alpha1", "podprotectors"
 MERGE_PATCH = "application/merge-patch+json"
 DEFAULT_RATE_MS = 1000  # the controllers' default aggregationRate
+NEVER_SCHEDULED = "podseidon-bench-never-scheduled"
 STOP_TIMEOUT = 15.0
 _CLK_TCK = os.sysconf("SC_CLK_TCK")
 
@@ -126,6 +127,66 @@ def grouped(before: dict[str, float], after: dict[str, float]) -> dict[str, floa
     return groups
 
 
+# Stages of the controllers' CPU (``--profile``): entry functions, by (file suffix, name).
+PROFILE_STAGES: dict[str, tuple[tuple[str, str], ...]] = {
+    "watch receive": (("protectors/kube/client.py", "__iter__"),),
+    "transform": (
+        ("workers/aggregator/controller.py", "trim_pod"),
+        ("workers/aggregator/podcache.py", "slim_pod"),
+        ("workers/generator/plugins.py", "trim"),
+    ),
+    "index": (("protectors/kube/informer.py", "_put"), ("protectors/kube/informer.py", "_remove")),
+    "event handlers": (
+        ("workers/aggregator/controller.py", "pod_event"),
+        ("workers/aggregator/controller.py", "protector_added"),
+        ("workers/aggregator/controller.py", "protector_updated"),
+        ("workers/aggregator/controller.py", "protector_deleted"),
+        ("workers/generator/controller.py", "on_add"),
+        ("workers/generator/controller.py", "on_update"),
+        ("workers/generator/controller.py", "_protector_event"),
+        ("workers/generator/controller.py", "_protector_update"),
+    ),
+    "enqueue": (("workers/workqueue.py", "add"),),
+    "dequeue": (("workers/workqueue.py", "get"), ("workers/workqueue.py", "done")),
+    "parse protector": (("protectors/model.py", "from_dict"),),
+    "candidate pods": (("workers/aggregator/index.py", "for_selector"),),
+    "reconcile": (
+        ("workers/aggregator/reconcile.py", "reconcile_cell"),
+        ("workers/generator/decide.py", "decide"),
+    ),
+    "summarize": (("protectors/summarize.py", "summarize"),),
+    "serialize": (
+        ("protectors/model.py", "to_dict"),
+        ("kubernetes/client/api_client.py", "sanitize_for_serialization"),
+    ),
+    "HTTP request": (("protectors/kube/client.py", "request"),),
+    "metrics": (
+        ("workers/aggregator/observer.py", "reconciled"),
+        ("workers/aggregator/observer.py", "status_written"),
+        ("workers/aggregator/observer.py", "pool"),
+        ("workers/generator/observer.py", "reconciled"),
+    ),
+}
+
+
+def stage_profiler() -> Any:
+    import json as stdlib_json
+
+    from threadprofile import StageProfiler
+
+    return StageProfiler(
+        PROFILE_STAGES,
+        {"decode": (orjson.loads,), "serialize": (orjson.dumps, stdlib_json.dumps)},
+    )
+
+
+def profile_window(profiler: Any, before: Any) -> dict[str, dict[str, float]]:
+    from threadprofile import grouped as stage_groups
+    from threadprofile import window
+
+    return stage_groups(window(before, profiler.snapshot()), thread_group)
+
+
 def deep_size(roots: list[Any]) -> int:
     """Bytes of every distinct object reachable from ``roots`` (dicts, lists and scalars)."""
     seen: set[int] = set()
@@ -160,9 +221,18 @@ def pod_name(i: int, j: int) -> str:
     return f"{app_of(i)}-{j}"
 
 
-def pod_body(i: int, j: int, cell_index: int) -> dict[str, Any]:
-    """A pod as a ReplicaSet would create it (the aggregator's transform drops most of it)."""
+def pod_body(i: int, j: int, cell_index: int, sandbox: bool = True) -> dict[str, Any]:
+    """A pod as a ReplicaSet would create it (the aggregator's transform drops most of it).
+
+    On the sandbox it names a node; on a real cluster it names a scheduler nobody serves, so
+    no scheduler, kubelet or pod garbage collector ever touches it (the driver writes its
+    status)."""
     app = app_of(i)
+    placement: dict[str, Any] = (
+        {"nodeName": f"node-{(i * 7 + j) % 100:03d}"}
+        if sandbox
+        else {"schedulerName": NEVER_SCHEDULED}
+    )
     return {
         "apiVersion": "v1",
         "kind": "Pod",
@@ -182,7 +252,7 @@ def pod_body(i: int, j: int, cell_index: int) -> dict[str, Any]:
             ],
         },
         "spec": {
-            "nodeName": f"node-{(i * 7 + j) % 100:03d}",
+            **placement,
             "serviceAccountName": "default",
             "containers": [app_container()],
         },
@@ -237,6 +307,9 @@ def deployment_body(k: int, protect_label: str) -> dict[str, Any]:
         "metadata": {"name": name, "labels": {protect_label: "true", "app": name}},
         "spec": {
             "replicas": 10,
+            # Paused: a real cluster's deployment controller then creates no ReplicaSet (and
+            # no pods); the generator reads only replicas, selector and strategy.
+            "paused": True,
             "selector": {"matchLabels": {"app": name}},
             "template": {
                 "metadata": {"labels": {"app": name}},
@@ -244,6 +317,12 @@ def deployment_body(k: int, protect_label: str) -> dict[str, Any]:
             },
         },
     }
+
+
+def micro_now() -> str:
+    """Now as a metav1.MicroTime."""
+    now = time.time()
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(now)) + f".{int(now % 1 * 1e6):06d}Z"
 
 
 def choose_flips(pprs: int, per_cell: int, flips: int, seed: int) -> list[tuple[str, int, int]]:
@@ -263,18 +342,38 @@ def choose_flips(pprs: int, per_cell: int, flips: int, seed: int) -> list[tuple[
 # --- the driver process: seeding, the burst, polling ------------------------------------------
 
 
-class Api:
-    """aiohttp access to one sandbox cluster (bearer token, TLS verified against its CA)."""
+def cluster_access(kubeconfig: str) -> tuple[str, dict[str, str], ssl.SSLContext]:
+    """Server URL, auth headers and TLS context from a kubeconfig (its current context)."""
+    from kubernetes import client as k8s_client
+    from kubernetes import config as k8s_config
 
-    def __init__(self, state_dir: Path, name: str, limit: int) -> None:
-        self.url = (state_dir / f"{name}.ready").read_text().strip()
-        if not self.url.startswith("https://127.0.0.1:"):
+    configuration = k8s_client.Configuration()
+    k8s_config.load_kube_config(
+        config_file=kubeconfig, client_configuration=configuration, persist_config=False
+    )
+    headers = {"Accept": "application/json"}
+    token = configuration.get_api_key_with_prefix("authorization")
+    if token:
+        headers["Authorization"] = token
+    if configuration.verify_ssl:
+        context = ssl.create_default_context(cafile=configuration.ssl_ca_cert)
+    else:
+        context = ssl._create_unverified_context()  # the kubeconfig says so
+    if configuration.cert_file:
+        context.load_cert_chain(configuration.cert_file, configuration.key_file)
+    return configuration.host.rstrip("/"), headers, context
+
+
+class Api:
+    """aiohttp access to one cluster, as its kubeconfig says (token or client certificate)."""
+
+    def __init__(self, kubeconfig: str, name: str, limit: int, sandbox: bool) -> None:
+        self.url, headers, context = cluster_access(kubeconfig)
+        if sandbox and not self.url.startswith("https://127.0.0.1:"):
             raise HarnessError(f"cluster {name} is not on loopback: {self.url}")
-        token = (state_dir / f"{name}.token").read_text().strip()
-        context = ssl.create_default_context(cafile=str(state_dir / "ca.crt"))
         self.session = aiohttp.ClientSession(
             connector=aiohttp.TCPConnector(ssl=context, limit=limit),
-            headers={"Authorization": f"Bearer {token}", "Accept": "application/json"},
+            headers=headers,
             timeout=aiohttp.ClientTimeout(total=120),
             read_bufsize=1 << 20,
         )
@@ -344,15 +443,26 @@ async def run_jobs(
 class Driver:
     """What the driver process does on command; every method returns a JSON-able dict."""
 
-    def __init__(self, state_dir: Path, clients: int) -> None:
+    def __init__(self, kubeconfigs: dict[str, str], clients: int, sandbox: bool) -> None:
         self.clients = clients
-        self.api = {name: Api(state_dir, name, clients) for name in CLUSTERS}
+        self.sandbox = sandbox
+        self.api = {name: Api(kubeconfigs[name], name, clients, sandbox) for name in CLUSTERS}
 
     async def close(self) -> None:
         for api in self.api.values():
             await api.close()
 
     async def setup(self) -> dict[str, Any]:
+        if not self.sandbox:
+            # A real cluster may hold anything: never seed into (or later delete) a namespace
+            # this benchmark did not create.
+            for name, namespace in [(n, NAMESPACE) for n in CLUSTERS] + [("core", GEN_NAMESPACE)]:
+                status, _ = await self.api[name].call("GET", f"/api/v1/namespaces/{namespace}")
+                if status != 404:
+                    raise HarnessError(
+                        f"namespace {namespace} exists in {name} (HTTP {status}); delete it "
+                        "first, the benchmark seeds and deletes it"
+                    )
         for name in CLUSTERS:
             body = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NAMESPACE}}
             await self.api[name].write("POST", "/api/v1/namespaces", body, allowed=(409,))
@@ -370,7 +480,7 @@ class Driver:
         async def create(job: tuple[int, int, int]) -> None:
             c, i, j = job
             api = self.api[CELLS[c]]
-            await api.write("POST", pods_path(), pod_body(i, j, c))
+            await api.write("POST", pods_path(), pod_body(i, j, c, self.sandbox))
             status = pod_status(True, since, started, pod_ip(c, i, j))
             await api.write("PATCH", pods_path(pod_name(i, j)) + "/status", status, MERGE_PATCH)
 
@@ -471,6 +581,79 @@ class Driver:
         result.update(first_flip=first, last_flip=end, flips=len(answered))
         return result
 
+    async def write_rate(self, rounds: int) -> dict[str, Any]:
+        """How many status writes per second the core cluster sustains: every protector of
+        NAMESPACE gets ``rounds`` status PUTs in a row (each on the last one's
+        resourceVersion, bumping one cell's lastEventTime, as an aggregator would write),
+        ``clients`` protectors at a time. Nothing watches the protectors meanwhile."""
+        status, raw = await self.api["core"].call("GET", ppr_path(NAMESPACE))
+        if status != 200:
+            raise HarnessError(f"list podprotectors: HTTP {status}: {raw[:300]!r}")
+        items = orjson.loads(raw)["items"]
+        done: list[float] = []
+
+        async def rewrite(item: dict[str, Any]) -> None:
+            path = f"{ppr_path(NAMESPACE)}/{item['metadata']['name']}/status"
+            for n in range(rounds):
+                cell = CELLS[n % len(CELLS)]
+                cells = []
+                for entry in (item.get("status") or {}).get("cells") or ():
+                    if entry.get("cellID") == cell:
+                        aggregation = {**entry["aggregation"], "lastEventTime": micro_now()}
+                        entry = {**entry, "aggregation": aggregation}
+                    cells.append(entry)
+                metadata = item["metadata"]
+                body = {
+                    "apiVersion": item["apiVersion"],
+                    "kind": item["kind"],
+                    "metadata": {k: metadata[k] for k in ("name", "namespace", "resourceVersion")},
+                    "spec": item["spec"],
+                    "status": {**item["status"], "cells": cells},
+                }
+                status, raw = await self.api["core"].call("PUT", path, body)
+                if status != 200:
+                    raise HarnessError(f"PUT {path}: HTTP {status}: {raw[:300]!r}")
+                item = orjson.loads(raw)
+                done.append(time.monotonic())
+
+        _, first, end = await run_jobs(deque(items), self.clients, rewrite)
+        return {"writes": len(done), "seconds": end - first, "clients": self.clients}
+
+    async def cleanup(self) -> dict[str, Any]:
+        """Delete what setup created (real clusters; the sandbox is simply stopped). The
+        protectors go first, so no webhook guards the pods when their namespaces go; the
+        generator's finalizers are taken off first, as no generator runs any more to do it."""
+        core = self.api["core"]
+        for path in (
+            f"/apis/apps/v1/namespaces/{GEN_NAMESPACE}/deployments",
+            ppr_path(GEN_NAMESPACE),
+        ):
+            status, raw = await core.call("GET", path)
+            if status != 200:
+                continue
+            names = deque(
+                item["metadata"]["name"]
+                for item in orjson.loads(raw)["items"]
+                if item["metadata"].get("finalizers")
+            )
+
+            async def release(name: str, path: str = path) -> None:
+                body = {"metadata": {"finalizers": None}}
+                await core.write("PATCH", f"{path}/{name}", body, MERGE_PATCH, allowed=(404,))
+
+            await run_jobs(names, self.clients, release)
+        await self.api["core"].write(
+            "DELETE", f"/api/v1/namespaces/{GEN_NAMESPACE}", None, allowed=(404,)
+        )
+        await self.api["core"].write(
+            "DELETE", f"/api/v1/namespaces/{NAMESPACE}", None, allowed=(404,)
+        )
+        for cell in CELLS:
+            await self.api[cell].write(
+                "DELETE", f"/api/v1/namespaces/{NAMESPACE}", None, allowed=(404,)
+            )
+        return {}
+
     async def wait_count(
         self, namespace: str, count: int, interval: float, timeout: float, ready: Any
     ) -> dict[str, Any]:
@@ -491,14 +674,14 @@ class Driver:
             await asyncio.sleep(max(0.0, t_send + interval - time.monotonic()))
 
 
-def driver_main(conn: Any, state_dir: str, clients: int) -> None:
+def driver_main(conn: Any, kubeconfigs: dict[str, str], clients: int, sandbox: bool) -> None:
     """Entry point of the driver process: run commands from the pipe until "stop"."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent handles Ctrl-C and stops us
-    asyncio.run(_driver_loop(conn, Path(state_dir), clients))
+    asyncio.run(_driver_loop(conn, kubeconfigs, clients, sandbox))
 
 
-async def _driver_loop(conn: Any, state_dir: Path, clients: int) -> None:
-    driver = Driver(state_dir, clients)
+async def _driver_loop(conn: Any, kubeconfigs: dict[str, str], clients: int, sandbox: bool) -> None:
+    driver = Driver(kubeconfigs, clients, sandbox)
     try:
         while True:
             try:
@@ -521,12 +704,12 @@ async def _driver_loop(conn: Any, state_dir: Path, clients: int) -> None:
 class DriverProcess:
     """The parent's handle on the driver process."""
 
-    def __init__(self, state_dir: Path, clients: int) -> None:
+    def __init__(self, kubeconfigs: dict[str, str], clients: int, sandbox: bool) -> None:
         context = multiprocessing.get_context("spawn")
         self.conn, child = context.Pipe()
         self.process = context.Process(
             target=driver_main,
-            args=(child, str(state_dir), clients),
+            args=(child, kubeconfigs, clients, sandbox),
             name="controllers-bench-driver",
             daemon=True,
         )
@@ -592,29 +775,29 @@ class _QuietObserver:
         pass
 
 
-def memory_probe(conn: Any, state_dir: str, timeout: float, transform: bool) -> None:
+def memory_probe(conn: Any, kubeconfigs: dict[str, str], timeout: float, transform: bool) -> None:
     """Entry point of a memory process: VmRSS before listing and after each cell's pod Informer
     (with the aggregator's transform, or none) has synced, then with the aggregator's pod
     index added. Sends the readings back through ``conn``."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     try:
-        conn.send(("ok", _memory_probe(Path(state_dir), timeout, transform)))
+        conn.send(("ok", _memory_probe(kubeconfigs, timeout, transform)))
     except Exception as error:
         conn.send(("error", f"memory probe: {type(error).__name__}: {error}"))
 
 
-def _memory_probe(state_dir: Path, timeout: float, transform: bool) -> dict[str, Any]:
-    from podseidon_site.config import ClusterAccess
+def _memory_probe(kubeconfigs: dict[str, str], timeout: float, transform: bool) -> dict[str, Any]:
+    from podseidon_site.config import AggregatorConfig, ClusterAccess
     from protectors.kube.client import PODS, KubeClient
     from protectors.kube.informer import Informer
-    from workers.aggregator.controller import trim_pod
     from workers.aggregator.index import PodCandidates
+    from workers.aggregator.podcache import pod_transform
+
+    # The transform the aggregator uses with the default configuration.
+    trim_pod = pod_transform(AggregatorConfig().sync_time_algorithm)
 
     clients = {
-        cell: KubeClient.from_access(
-            ClusterAccess(kubeconfig=str(state_dir / f"{cell}.kubeconfig"))
-        )
-        for cell in CELLS
+        cell: KubeClient.from_access(ClusterAccess(kubeconfig=kubeconfigs[cell])) for cell in CELLS
     }
     for client in clients.values():
         client.list(PODS, limit=1)  # load the kubeconfig, open the TLS connection
@@ -626,6 +809,7 @@ def _memory_probe(state_dir: Path, timeout: float, transform: bool) -> dict[str,
             clients[cell],
             PODS,
             name=f"memory/{cell}",
+            namespace=NAMESPACE,
             transform=trim_pod if transform else None,
             observer=_QuietObserver(),
         )
@@ -660,11 +844,13 @@ def _memory_probe(state_dir: Path, timeout: float, transform: bool) -> dict[str,
     return out
 
 
-def run_memory_probe(state_dir: Path, timeout: float, transform: bool) -> dict[str, Any]:
+def run_memory_probe(
+    kubeconfigs: dict[str, str], timeout: float, transform: bool
+) -> dict[str, Any]:
     context = multiprocessing.get_context("spawn")
     conn, child = context.Pipe()
     process = context.Process(
-        target=memory_probe, args=(child, str(state_dir), timeout, transform), daemon=True
+        target=memory_probe, args=(child, kubeconfigs, timeout, transform), daemon=True
     )
     process.start()
     child.close()
@@ -691,8 +877,26 @@ def metric(name: str, labels: dict[str, str]) -> float:
     return REGISTRY.get_sample_value(name, labels) or 0.0
 
 
+def generator_writes() -> float:
+    """Every write the generator made so far (protectors and workload finalizers, all labels)."""
+    from prometheus_client import REGISTRY
+
+    total = 0.0
+    for family in REGISTRY.collect():
+        if family.name in ("generator_protector_writes", "generator_workload_finalizer_writes"):
+            total += sum(s.value for s in family.samples if s.name.endswith("_total"))
+    return total
+
+
 def aggregator_counts() -> dict[str, float]:
     """Reconciles by outcome and status writes, both cells together (prometheus counters)."""
+    if CELL_PROCESSES is not None:
+        return CELL_PROCESSES.counts()
+    return own_aggregator_counts()
+
+
+def own_aggregator_counts() -> dict[str, float]:
+    """``aggregator_counts`` of the aggregators running in this process."""
     from workers.aggregator.observer import ReconcileError
 
     counts = {"status_writes": 0.0}
@@ -729,6 +933,145 @@ def wait_quiet(quiet_for: float, timeout: float, tick: Callable[[], None] | None
     return last_change
 
 
+def workers_option(args: argparse.Namespace) -> dict[str, int]:
+    """``workers=`` for AggregatorController, or nothing: then the configuration decides."""
+    return {} if args.workers is None else {"workers": args.workers}
+
+
+def default_workers() -> int:
+    from podseidon_site.config import AggregatorConfig
+
+    # Older revisions (measured "before") have no aggregator.workers: their default was 2.
+    return getattr(AggregatorConfig(), "workers", 2)
+
+
+def cell_main(conn: Any, kubeconfigs: dict[str, str], cell: str, workers: int | None) -> None:
+    """Entry point of a cell's own process (``--process-per-cell``): run its aggregator until
+    told to stop, answering the parent's questions about it."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    from podseidon_site.config import CellConfig, ClusterAccess, PodseidonConfig
+    from protectors.kube.client import KubeClient
+    from workers.aggregator.controller import AggregatorController
+    from workers.controller import AlwaysValidFence, ControllerContext
+
+    config = PodseidonConfig(
+        core=ClusterAccess(kubeconfig=kubeconfigs["core"], namespace=NAMESPACE),
+        cells=[CellConfig(id=c, kubeconfig=kubeconfigs[c], namespace=NAMESPACE) for c in CELLS],
+    )
+    reports: list[str] = []
+    controller = AggregatorController(
+        config, cell, **({} if workers is None else {"workers": workers})
+    )
+    controller.start(
+        ControllerContext(
+            config=config,
+            core=KubeClient.from_access(config.core),
+            cells={c.id: KubeClient.from_access(c) for c in config.cells},
+            fence=AlwaysValidFence(),
+            report=lambda error: reports.append(error) if error is not None else None,
+        )
+    )
+    conn.send("started")
+    try:
+        while True:
+            command = conn.recv()
+            if command == "counts":
+                conn.send(own_aggregator_counts())
+            elif command == "cpu":
+                # The main thread only answers the parent: not the aggregator's CPU.
+                conn.send(time.process_time() - time.thread_time())
+            elif command == "threads":
+                conn.send(thread_cpu())
+            elif command == "rss":
+                conn.send(rss_mb())
+            elif command == "stop":
+                controller.stop()
+                conn.send(list(reports))
+                return
+    except EOFError:
+        controller.stop()
+
+
+class CellProcesses:
+    """``--process-per-cell``: each cell's aggregator in a process of its own, as with one
+    Celery worker per cell (PODSEIDON_CONTROLLERS=aggregator/<cell>)."""
+
+    def __init__(self, kubeconfigs: dict[str, str], workers: int | None) -> None:
+        context = multiprocessing.get_context("spawn")
+        self.children = []
+        for cell in CELLS:
+            conn, child = context.Pipe()
+            process = context.Process(
+                target=cell_main, args=(child, kubeconfigs, cell, workers), daemon=True
+            )
+            process.start()
+            child.close()
+            self.children.append((conn, process))
+        for conn, _ in self.children:
+            if not conn.poll(60) or conn.recv() != "started":
+                raise HarnessError("a cell's aggregator process did not start")
+
+    @property
+    def pids(self) -> list[int]:
+        return [process.pid for _, process in self.children if process.pid is not None]
+
+    def _ask(self, command: str) -> list[Any]:
+        for conn, _ in self.children:
+            conn.send(command)
+        answers = []
+        for conn, _ in self.children:
+            if not conn.poll(30):
+                raise HarnessError(f"a cell's aggregator process did not answer {command!r}")
+            answers.append(conn.recv())
+        return answers
+
+    def counts(self) -> dict[str, float]:
+        total: dict[str, float] = {}
+        for answer in self._ask("counts"):
+            for key, value in answer.items():
+                total[key] = total.get(key, 0.0) + value
+        return total
+
+    def cpu(self) -> float:
+        return sum(self._ask("cpu"))
+
+    def threads(self) -> dict[str, float]:
+        merged: dict[str, float] = {}
+        for answer in self._ask("threads"):
+            for name, value in answer.items():
+                merged[name] = merged.get(name, 0.0) + value
+        return merged
+
+    def rss(self) -> float:
+        return sum(self._ask("rss"))
+
+    def stop(self) -> list[str]:
+        reports = [r for answer in self._ask("stop") for r in answer]
+        for _, process in self.children:
+            process.join(10)
+            if process.is_alive():
+                process.kill()
+                process.join()
+        return reports
+
+
+CELL_PROCESSES: CellProcesses | None = None
+
+
+def controllers_cpu() -> float:
+    """CPU-seconds of the controllers so far: this process minus its main (harness) thread,
+    plus the cells' own processes."""
+    own = time.process_time() - time.thread_time()
+    return own + (CELL_PROCESSES.cpu() if CELL_PROCESSES is not None else 0.0)
+
+
+def controller_threads() -> dict[str, float]:
+    threads = thread_cpu()
+    if CELL_PROCESSES is not None:
+        threads.update(CELL_PROCESSES.threads())
+    return threads
+
+
 class Timeline:
     """Samples, about once a second, of the aggregators' counters and CPU use."""
 
@@ -740,7 +1083,7 @@ class Timeline:
     def tick(self) -> None:
         sample = {
             "t": time.monotonic(),
-            "controllers": time.process_time() - time.thread_time(),
+            "controllers": controllers_cpu(),
             **aggregator_counts(),
         }
         for name, pid in self.pids.items():
@@ -769,9 +1112,10 @@ class CpuMark:
         self.t = time.monotonic()
         self.process = time.process_time()
         # Only harness code runs on the main thread (waiting, polling metrics, these readings);
-        # the controllers run on their own threads.
+        # the controllers run on their own threads (and in the cells' processes, if any).
         self.main = time.thread_time()
-        self.threads = thread_cpu()
+        self.controllers = controllers_cpu()
+        self.threads = controller_threads()
         self.others = {}
         for name, pid in pids.items():
             with contextlib.suppress(OSError):
@@ -783,7 +1127,7 @@ class CpuMark:
             "seconds": self.t - start.t,
             "process": self.process - start.process,
             "harness": self.main - start.main,
-            "controllers": (self.process - start.process) - (self.main - start.main),
+            "controllers": self.controllers - start.controllers,
             "threads": grouped(start.threads, self.threads),
             "others": {k: v - start.others.get(k, 0.0) for k, v in self.others.items()},
             "machine": self.machine - start.machine,
@@ -812,7 +1156,9 @@ def converged_at(result: dict[str, Any], origin: float) -> dict[str, Any]:
     return out
 
 
-def run(args: argparse.Namespace, state_dir: Path, sandbox_pid: int) -> dict[str, Any]:
+def run(
+    args: argparse.Namespace, kubeconfigs: dict[str, str], sandbox_pid: int | None
+) -> dict[str, Any]:
     from podseidon_site.config import (
         CellConfig,
         ClusterAccess,
@@ -825,9 +1171,17 @@ def run(args: argparse.Namespace, state_dir: Path, sandbox_pid: int) -> dict[str
     from workers.controller import AlwaysValidFence, ControllerContext
     from workers.generator.controller import GeneratorController
 
+    global CELL_PROCESSES
     out: dict[str, Any] = {"load_average_start": os.getloadavg()}
-    kubeconfigs = {name: str(state_dir / f"{name}.kubeconfig") for name in CLUSTERS}
-    driver = DriverProcess(state_dir, args.clients)
+    sandbox = sandbox_pid is not None
+    pids = {"sandbox": sandbox_pid, "driver": 0} if sandbox else {"driver": 0}
+
+    def sandbox_cpu() -> float:
+        return cpu_seconds(sandbox_pid) if sandbox_pid is not None else 0.0
+
+    driver = DriverProcess(kubeconfigs, args.clients, sandbox)
+    pids["driver"] = driver.pid
+    seeded_here = False
     controllers: list[Any] = []
     reports: list[str] = []
     try:
@@ -843,11 +1197,12 @@ def run(args: argparse.Namespace, state_dir: Path, sandbox_pid: int) -> dict[str
         finally:
             core_api.close()
         driver.call("setup", args.timeout)
-        cpu0 = cpu_seconds(sandbox_pid)
+        seeded_here = True
+        cpu0 = sandbox_cpu()
         out["seed_pods"] = driver.call(
             "seed_pods", args.timeout * 4, pprs=args.pprs, per_cell=args.pods_per_cell
         )
-        out["seed_pods"]["sandbox_cpu"] = cpu_seconds(sandbox_pid) - cpu0
+        out["seed_pods"]["sandbox_cpu"] = sandbox_cpu() - cpu0
         out["seed_pprs"] = driver.call(
             "seed_pprs",
             args.timeout,
@@ -870,13 +1225,16 @@ def run(args: argparse.Namespace, state_dir: Path, sandbox_pid: int) -> dict[str
 
         # -- memory ----------------------------------------------------------------------------
         print("memory probe ...", flush=True)
-        out["memory"] = run_memory_probe(state_dir, args.timeout, transform=True)
-        out["memory_untransformed"] = run_memory_probe(state_dir, args.timeout, transform=False)
+        out["memory"] = run_memory_probe(kubeconfigs, args.timeout, transform=True)
+        out["memory_untransformed"] = run_memory_probe(kubeconfigs, args.timeout, transform=False)
 
         # -- aggregators: cold start -----------------------------------------------------------
         config = PodseidonConfig(
-            core=ClusterAccess(kubeconfig=kubeconfigs["core"]),
-            cells=[CellConfig(id=cell, kubeconfig=kubeconfigs[cell]) for cell in CELLS],
+            core=ClusterAccess(kubeconfig=kubeconfigs["core"], namespace=NAMESPACE),
+            cells=[
+                CellConfig(id=cell, kubeconfig=kubeconfigs[cell], namespace=NAMESPACE)
+                for cell in CELLS
+            ],
         )
         rate = (args.aggregation_rate_ms or DEFAULT_RATE_MS) / 1000
         quiet_for = rate * float(config.aggregator.rate_jitter[1]) + 0.3
@@ -889,7 +1247,9 @@ def run(args: argparse.Namespace, state_dir: Path, sandbox_pid: int) -> dict[str
 
         gc.collect()
         out["rss_before_aggregators"] = rss_mb()
-        pids = {"sandbox": sandbox_pid, "driver": driver.pid}
+        profiler = stage_profiler() if args.profile else None
+        if profiler is not None:
+            profiler.install()  # every controller thread started from now on
         print("aggregators: cold start ...", flush=True)
         counts0 = aggregator_counts()
         mark0 = CpuMark(pids)
@@ -900,8 +1260,10 @@ def run(args: argparse.Namespace, state_dir: Path, sandbox_pid: int) -> dict[str
             interval=args.poll_interval,
             timeout=args.timeout,
         )
-        for cell in CELLS:
-            controller = AggregatorController(config, cell, workers=args.workers)
+        if args.process_per_cell:
+            CELL_PROCESSES = CellProcesses(kubeconfigs, args.workers)
+        for cell in CELLS if CELL_PROCESSES is None else ():
+            controller = AggregatorController(config, cell, **workers_option(args))
             context = ControllerContext(
                 config=config,
                 core=KubeClient.from_access(config.core),
@@ -919,7 +1281,7 @@ def run(args: argparse.Namespace, state_dir: Path, sandbox_pid: int) -> dict[str
         out["cold"]["cpu"] = CpuMark(pids).since(mark0)
         out["cold"]["counts"] = delta(aggregator_counts(), counts0)
         gc.collect()
-        out["rss_aggregators"] = rss_mb()
+        out["rss_aggregators"] = rss_mb() + (CELL_PROCESSES.rss() if CELL_PROCESSES else 0.0)
         mark1 = CpuMark(pids)
 
         # -- idle baseline ---------------------------------------------------------------------
@@ -934,6 +1296,7 @@ def run(args: argparse.Namespace, state_dir: Path, sandbox_pid: int) -> dict[str
             after[cell][i] -= 1
         print(f"burst: {len(flips)} readiness flips ...", flush=True)
         counts2 = aggregator_counts()
+        stages0 = profiler.snapshot() if profiler is not None else None
         mark2 = CpuMark(pids)
         timeline = Timeline(pids)
         driver.send(
@@ -950,6 +1313,8 @@ def run(args: argparse.Namespace, state_dir: Path, sandbox_pid: int) -> dict[str
         last_reconcile = wait_quiet(quiet_for, args.timeout, tick=timeline.tick)
         timeline.tick()
         mark3 = CpuMark(pids)
+        if profiler is not None:
+            out["profile_burst"] = profile_window(profiler, stages0)
         out["burst"] = converged_at(burst, burst["first_flip"])
         out["burst"].update(
             flips=burst["flips"],
@@ -961,11 +1326,22 @@ def run(args: argparse.Namespace, state_dir: Path, sandbox_pid: int) -> dict[str
             timeline=timeline.series(),
             timeline_origin=timeline.samples[0]["t"] - burst["first_flip"],
         )
-        out["reports"] = reports[:5]
-        out["report_count"] = len(reports)
         for controller in controllers:
             controller.stop()
         controllers.clear()
+        if CELL_PROCESSES is not None:
+            out["burst"]["counts"] = delta(aggregator_counts(), counts2)
+            reports += CELL_PROCESSES.stop()
+            CELL_PROCESSES = None
+        out["reports"] = reports[:5]
+        out["report_count"] = len(reports)
+
+        # -- the cluster's own status-write rate, with the aggregators stopped ----------------
+        print("status-write rate ...", flush=True)
+        mark_w = CpuMark(pids)
+        out["write_rate"] = driver.call("write_rate", args.timeout, rounds=2 * len(CELLS))
+        out["write_rate"]["cpu"] = CpuMark(pids).since(mark_w)
+        out["burst"]["needed_writes"] = len({(cell, i) for cell, i, _ in flips})
 
         # -- generator start-up ----------------------------------------------------------------
         print("generator start-up ...", flush=True)
@@ -991,6 +1367,7 @@ def run(args: argparse.Namespace, state_dir: Path, sandbox_pid: int) -> dict[str
             timeout=args.timeout,
         )
         driver.receive(30, expect="ready")
+        stages4 = profiler.snapshot() if profiler is not None else None
         mark4 = CpuMark(pids)
         generator.start(gen_context)
         controllers.append(generator)
@@ -999,6 +1376,9 @@ def run(args: argparse.Namespace, state_dir: Path, sandbox_pid: int) -> dict[str
         synced = time.monotonic() - mark4.t
         counted = driver.receive(args.timeout + 30)
         mark5 = CpuMark(pids)
+        if profiler is not None:
+            out["profile_generator"] = profile_window(profiler, stages4)
+            profiler.uninstall()
         if not counted["done"]:
             raise HarnessError("not every Deployment got its PodProtector in time")
         polls = counted["polls"]
@@ -1022,11 +1402,47 @@ def run(args: argparse.Namespace, state_dir: Path, sandbox_pid: int) -> dict[str
             },
             "reports": reports[:5],
         }
+
+        # -- generator restart: every protector in place, each to be verified ------------------
+        print("generator restart ...", flush=True)
+        generator.stop()
+        controllers.remove(generator)
+        verifier = GeneratorController(gen_config)
+        reconciled0 = metric("generator_reconcile_count", {"error": "false"})
+        writes0 = generator_writes()
+        mark6 = CpuMark(pids)
+        verifier.start(gen_context)
+        controllers.append(verifier)
+        deadline = time.monotonic() + args.timeout
+        while True:
+            done = metric("generator_reconcile_count", {"error": "false"}) - reconciled0
+            session = verifier._session
+            if done >= args.deployments and session is not None and not len(session.queue):
+                break
+            if time.monotonic() > deadline:
+                raise HarnessError("the restarted generator did not verify every Deployment")
+            time.sleep(0.01)
+        mark7 = CpuMark(pids)
+        out["generator"]["restart"] = {
+            "verified": mark7.t - mark6.t,
+            "reconciles": done,
+            "writes": generator_writes() - writes0,
+            "cpu": mark7.since(mark6),
+        }
         out["load_average_end"] = os.getloadavg()
         return out
     finally:
         for controller in controllers:
             controller.stop()
+        if CELL_PROCESSES is not None:
+            CELL_PROCESSES.stop()
+            CELL_PROCESSES = None
+        if seeded_here and not sandbox:
+            print("deleting the benchmark's namespaces ...", flush=True)
+            try:
+                driver.call("cleanup", 120)
+            except HarnessError as error:
+                print(f"cleanup failed: {error}", file=sys.stderr)
         driver.stop()
 
 
@@ -1059,9 +1475,15 @@ def print_figures(args: argparse.Namespace, out: dict[str, Any]) -> None:
         f"{la1[2]:.2f} at end"
     )
     s = out["seed_pods"]
+    sandbox = args.kubeconfigs is None
+    where = "sandbox" if sandbox else f"real clusters ({args.kubeconfigs})"
+    placement = "one process per cell" if args.process_per_cell else "both in this process"
+    workers = args.workers or default_workers()
+    print(f"clusters:     {where}; aggregators: {placement}, {workers} workers each")
+    seed_cpu = f"; sandbox CPU {s['sandbox_cpu']:.1f} s" if sandbox else ""
     print(
         f"seed:         {pods} pods in {s['seconds']:.1f} s ({pods / s['seconds']:.0f}/s, create "
-        f"+ status patch each; sandbox CPU {s['sandbox_cpu']:.1f} s), {args.pprs} podprotectors "
+        f"+ status patch each{seed_cpu}), {args.pprs} podprotectors "
         f"in {out['seed_pprs']['seconds']:.1f} s, {args.deployments} Deployments in "
         f"{out['seed_deployments']['seconds']:.1f} s"
     )
@@ -1129,8 +1551,36 @@ def print_figures(args: argparse.Namespace, out: dict[str, Any]) -> None:
         f"{fmt(b['p90'])}, 99 % {fmt(b['p99'])} s), {fmt(b['upper'] - b['flip_seconds'])} s "
         f"after the last flip was answered; last reconcile at {b['last_reconcile']:.2f} s"
     )
+    w = out["write_rate"]
+    sustained = w["writes"] / max(w["seconds"], 1e-9)
+    needed = b["needed_writes"]
+    floor = needed / max(sustained, 1e-9)
+    rate_s = rate_ms / 1000
+    target = rate_s + 1.5 * floor
+    # Measured from the burst's last pod event: no aggregator can write a count before the
+    # event that changes it, and how long the flips themselves take is the driver's and the
+    # cluster's business (from the first flip is printed beside it).
+    after_last = b["upper"] - b["flip_seconds"]
+    b["target"] = {"floor": floor, "seconds": target, "after_last_flip": after_last}
+    verdict = "met" if after_last <= target else "MISSED"
     print(
-        f"aggregator CPU: {net / max(events / 1000, 1e-9):.3f} CPU-s per 1,000 pod events "
+        f"write rate:   the cluster took {w['writes']} status PUTs in {w['seconds']:.2f} s from "
+        f"{w['clients']} clients = {sustained:.0f}/s sustained (aggregators stopped, nothing "
+        f"watching); the burst needed {needed} (protector x cell pairs whose counts changed): "
+        f"floor = {needed} / {sustained:.0f} = {floor:.2f} s"
+    )
+    print(
+        f"target:       all correct within aggregationRate + 1.5 x floor = {rate_s:.2f} + "
+        f"{1.5 * floor:.2f} = {target:.2f} s of the burst's last pod event: {after_last:.2f} s, "
+        f"{verdict} ((t - aggregationRate) / floor = "
+        f"{(after_last - rate_s) / max(floor, 1e-9):.2f}, must be <= 1.5); from the first flip "
+        f"{fmt(b['upper'])} s = aggregationRate + {(b['upper'] - rate_s) / max(floor, 1e-9):.2f}"
+        f" x floor"
+    )
+    writes = b["counts"]["status_writes"]
+    print(
+        f"aggregator CPU: {net / max(events / 1000, 1e-9):.3f} CPU-s per 1,000 pod events, "
+        f"{net / max(writes, 1) * 1000:.2f} ms per status write "
         f"(controllers {cpu['controllers']:.2f} s over {cpu['seconds']:.1f} s, minus idle "
         f"{idle_rate * cpu['seconds']:.2f} s, / {events} events; harness thread "
         f"{cpu['harness']:.2f} s not counted); aggregator threads "
@@ -1141,7 +1591,7 @@ def print_figures(args: argparse.Namespace, out: dict[str, Any]) -> None:
     print(
         f"              {bc['reconciles']:.0f} reconciles, {bc['status_writes']:.0f} status "
         f"writes ({bc['status_writes'] / max(events, 1):.2f} per pod event), "
-        f"{bc['conflict']:.0f} conflicts; sandbox CPU {cpu['others'].get('sandbox', 0):.2f} s, "
+        f"{bc['conflict']:.0f} conflicts; sandbox CPU {fmt(cpu['others'].get('sandbox'))} s, "
         f"driver {cpu['others'].get('driver', 0):.2f} s, machine busy {cpu['machine']:.2f} of "
         f"{(os.cpu_count() or 1) * cpu['seconds']:.2f} CPU-s ({not_ours(cpu):.2f} s not ours)"
     )
@@ -1155,6 +1605,8 @@ def print_figures(args: argparse.Namespace, out: dict[str, Any]) -> None:
             ("driver CPU", "driver", "{:.0%}"),
         )
         for label, key, form in rows:
+            if key not in series:
+                continue
             values = " ".join(form.format(v) for v in series.get(key, []))
             print(f"    {label + ':':<18}{values}")
     g = out["generator"]
@@ -1173,12 +1625,38 @@ def print_figures(args: argparse.Namespace, out: dict[str, Any]) -> None:
         f"{gen_threads / max(n, 1) * 1000:.2f} ms per Deployment (controllers' CPU "
         f"{g['cpu']['controllers']:.2f} s); {w['protector creates']:.0f} creates, "
         f"{w['finalizer adds']:.0f} finalizer patches, {w['conflicts/errors']:.0f} failed "
-        f"reconciles; sandbox CPU {g['cpu']['others'].get('sandbox', 0):.2f} s"
+        f"reconciles; sandbox CPU {fmt(g['cpu']['others'].get('sandbox'))} s"
+    )
+    if "profile_burst" in out:
+        print_profile("burst, per pod event", out["profile_burst"], events)
+    if "profile_generator" in out:
+        print_profile("generator start-up, per Deployment", out["profile_generator"], n)
+    r = g["restart"]
+    print(
+        f"              restarted with all {n} in place: every Deployment verified "
+        f"{r['verified']:.2f} s after start ({r['reconciles']:.0f} reconciles, "
+        f"{r['writes']:.0f} writes; generator threads "
+        f"{sum(v for k, v in r['cpu']['threads'].items() if k.startswith('generator')):.2f} CPU-s)"
     )
     if out.get("report_count"):
         print(f"reported errors: {out['report_count']} (first: {out['reports'][0]})")
     if g["reports"]:
         print(f"generator reported errors: {g['reports']}")
+
+
+def print_profile(title: str, groups: dict[str, dict[str, float]], per: int) -> None:
+    """The stage profile of one window: CPU per stage and thread group, in µs per unit."""
+    print(f"profile ({title}; µs of profiled CPU, inflated by the profiler: read the shares):")
+    for group, stages in sorted(groups.items(), key=lambda item: -sum(item[1].values())):
+        total = sum(stages.values())
+        if total < 0.005:
+            continue
+        parts = ", ".join(
+            f"{stage} {seconds / max(per, 1) * 1e6:.0f} ({seconds / total:.0%})"
+            for stage, seconds in sorted(stages.items(), key=lambda item: -item[1])
+            if seconds / total >= 0.005
+        )
+        print(f"  {group}: {total / max(per, 1) * 1e6:.0f} = {parts}")
 
 
 # --- entry point ------------------------------------------------------------------------------
@@ -1209,7 +1687,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "(default: unset, so the controllers' default of 1000 ms applies)",
     )
     parser.add_argument(
-        "--workers", type=int, default=2, help="reconcile workers per aggregator (default 2)"
+        "--workers",
+        type=int,
+        default=None,
+        help="reconcile workers per aggregator (default: the configuration's aggregator.workers)",
     )
     parser.add_argument(
         "--clients",
@@ -1248,17 +1729,52 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=300.0,
         help="limit for each phase, seconds (seeding pods gets 4x) (default 300)",
     )
+    parser.add_argument(
+        "--process-per-cell",
+        action="store_true",
+        help="run each cell's aggregator in a process of its own (as one Celery worker per "
+        "cell would) instead of both in the benchmark process",
+    )
+    parser.add_argument(
+        "--profile",
+        action="store_true",
+        help="charge the controllers' CPU to stages (decode, transform, index, ..., HTTP) "
+        "during the burst and the generator start-up; slows them 2-4x",
+    )
+    parser.add_argument(
+        "--kubeconfigs",
+        type=Path,
+        help="run against real clusters instead of a sandbox: a folder with core, cell-a and "
+        "cell-b kubeconfigs (NAME.kubeconfig or NAME); namespaces bench and bench-gen must not "
+        "exist, and are deleted afterwards",
+    )
     parser.add_argument("--json", type=Path, help="also write every figure to this JSON file")
     args = parser.parse_args(argv)
     if args.pprs < 1 or args.pods_per_cell < 1 or args.deployments < 1 or args.clients < 1:
         parser.error("--pprs, --pods-per-cell, --deployments and --clients must be >= 1")
     if not 0 < args.flips <= args.pprs * args.pods_per_cell * len(CELLS):
         parser.error("--flips must be between 1 and the number of pods")
+    if args.profile and args.process_per_cell:
+        parser.error("--profile profiles this process's threads: not with --process-per-cell")
     if args.aggregation_rate_ms is not None and args.aggregation_rate_ms <= 0:
         parser.error("--aggregation-rate-ms must be > 0")
     if args.history_window is None:
         args.history_window = 2 * args.pprs * args.pods_per_cell * len(CELLS) + args.flips + 10000
     return args
+
+
+def find_kubeconfigs(folder: Path) -> dict[str, str]:
+    """``core``, ``cell-a`` and ``cell-b`` kubeconfigs in ``folder``, named ``NAME.kubeconfig``
+    or ``NAME`` (the layout of PODSEIDON_TEST_KUBECONFIGS)."""
+    found = {}
+    for name in CLUSTERS:
+        for candidate in (folder / f"{name}.kubeconfig", folder / name):
+            if candidate.is_file():
+                found[name] = str(candidate)
+                break
+        else:
+            raise HarnessError(f"{folder} has no kubeconfig for {name} ({name}.kubeconfig)")
+    return found
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -1272,9 +1788,17 @@ def main(argv: list[str] | None = None) -> int:
     sandbox = None
     code = 2
     try:
-        print(f"starting sandbox (state in {state_dir}) ...", flush=True)
-        sandbox = start_sandbox(state_dir, CLUSTERS, ("--history-window", str(args.history_window)))
-        out = run(args, state_dir, sandbox.pid)
+        if args.kubeconfigs is not None:
+            kubeconfigs = find_kubeconfigs(args.kubeconfigs)
+            print(f"clusters: {', '.join(f'{n}={kubeconfigs[n]}' for n in CLUSTERS)}", flush=True)
+            out = run(args, kubeconfigs, None)
+        else:
+            print(f"starting sandbox (state in {state_dir}) ...", flush=True)
+            sandbox = start_sandbox(
+                state_dir, CLUSTERS, ("--history-window", str(args.history_window))
+            )
+            kubeconfigs = {name: str(state_dir / f"{name}.kubeconfig") for name in CLUSTERS}
+            out = run(args, kubeconfigs, sandbox.pid)
         out["date"] = time.strftime("%Y-%m-%d %H:%M")
         out["options"] = {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()}
         print_figures(args, out)

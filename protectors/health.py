@@ -64,7 +64,8 @@ class Contributions:
         return getattr(self, _CONTRIBUTION_FIELD[criterion])
 
 
-@dataclass(frozen=True)
+# Slots: the aggregator keeps one per cached pod (workers/aggregator/podcache.py).
+@dataclass(frozen=True, slots=True)
 class PodHealth:
     scheduled: bool = False
     running: bool = False

@@ -7,7 +7,10 @@ Everything the runtime stores lives under one prefix (``PODSEIDON_REDIS_PREFIX``
 - ``<prefix>:lease-token:<controller>``  the fencing counter, INCR'd on every acquisition;
 - ``<prefix>:leader:<controller>``       a hash describing the current/last leader (console);
 - ``<prefix>:leaders``                   the set of controller keys that have such a hash;
-- ``<prefix>:events``                    the pub/sub channel for switch changes and releases.
+- ``<prefix>:members``                   live workers (sorted set: holder id -> expiry);
+- ``<prefix>:member:<holder id>``       what one live worker may lead (``workers.membership``);
+- ``<prefix>:events``                    the pub/sub channel for switch changes, releases and
+  membership changes.
 
 Controller keys are ``generator``, ``aggregator/<cellID>`` and ``monitor``.
 """
@@ -29,6 +32,9 @@ CONTROLLER_KEY_PATTERN = re.compile(
 # Messages on the events channel: {"type": SWITCH_EVENT | RELEASED_EVENT, "controller": key}.
 SWITCH_EVENT = "switch"  # a switch changed in the database: re-read them now
 RELEASED_EVENT = "released"  # a leader released its lease on shutdown: standbys, acquire now
+# The membership changed (a worker joined or left): re-plan the balanced leases now. Its
+# "controller" field carries the worker's holder id.
+MEMBERS_EVENT = "members"
 
 
 def encode_event(kind: str, controller: str) -> str:
@@ -71,6 +77,13 @@ class RedisKeys:
     @property
     def events(self) -> str:
         return f"{self.prefix}:events"
+
+    @property
+    def members(self) -> str:
+        return f"{self.prefix}:members"
+
+    def member(self, holder_id: str) -> str:
+        return f"{self.prefix}:member:{holder_id}"
 
 
 def settings_keys() -> RedisKeys:

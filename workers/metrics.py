@@ -6,7 +6,9 @@
   present only on the worker that leads that controller (the series is removed on loss), so
   ``time() - max by (controller) (leader_heartbeat)`` is the age of each controller's leadership;
 - ``controller_running{controller}``: 1 while this worker runs the controller (leads, not paused);
-- ``controller_fence_rejections_total{controller}``: writes stopped by the fence.
+- ``controller_fence_rejections_total{controller}``: writes stopped by the fence;
+- ``controller_workers`` and ``controller_lease_share``: the live workers this worker counts and
+  its fair share of the aggregator leases, by its last balance plan (``workers.balance``).
 
 Controller keys are bounded by the configuration (one per cell at most), so labels stay bounded.
 """
@@ -33,6 +35,17 @@ FENCE_REJECTIONS = Counter(
     "controller_fence_rejections",
     "Controller writes the fence stopped because the lease was not provably ours.",
     ["controller"],
+)
+
+WORKERS = Gauge(
+    "controller_workers",
+    "Live workers in the membership, as this worker last read it (lease balancing on).",
+    multiprocess_mode="max",
+)
+LEASE_SHARE = Gauge(
+    "controller_lease_share",
+    "How many aggregator leases this worker should lead by its last balance plan.",
+    multiprocess_mode="max",
 )
 
 WORKER_COMPONENT = "worker"

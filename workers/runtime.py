@@ -15,6 +15,13 @@ released leases) and re-reads the switches every retry period as a fallback; it 
 worker ``heartbeat``. On ``stop()`` controllers are stopped and leases released, so a standby
 takes over within one retry period instead of a lease duration.
 
+Balancing (``controllers.balance``, on by default): the watcher also keeps this worker in the
+membership (``workers.membership``) once the switches are read, and re-plans its share of the
+aggregator leases (``workers.balance``) every retry period and whenever the membership changes
+or a lease is released. An elector acquires a free aggregator lease only when the plan gives
+it to this worker, and hands a held one over when the plan gives it away: it revokes the fence,
+releases the lease and announces it (the new leader starts at once), then stops the controller.
+
 The manager knows nothing about Celery (``workers.bootstep`` starts it) and reads switches
 through a callable, so it runs the same in a worker, a test or a one-off script.
 """
@@ -32,10 +39,19 @@ import redis
 from podseidon_site.config import PodseidonConfig
 from protectors.kube.client import KubeClient
 from workers import metrics
+from workers.balance import Balancer
 from workers.controller import Controller, ControllerContext, ControllerStatus
-from workers.keys import RELEASED_EVENT, SWITCH_EVENT, RedisKeys, decode_event, encode_event
+from workers.keys import (
+    MEMBERS_EVENT,
+    RELEASED_EVENT,
+    SWITCH_EVENT,
+    RedisKeys,
+    decode_event,
+    encode_event,
+)
 from workers.leadership import MAX_ERROR_CHARS, status_fields
 from workers.leases import Holder, Lease, LeaseStore, RedisFence, Timings
+from workers.membership import Membership
 
 logger = logging.getLogger("podseidon.workers.runtime")
 
@@ -44,6 +60,8 @@ SwitchLoader = Callable[[], Mapping[str, bool]]
 _MIN_WAIT = 0.01
 # How long a pub/sub read blocks, bounding how late the watcher notices stop().
 _PUBSUB_POLL = 0.5
+# Lease keys spread over the workers when balancing is on.
+BALANCED_PREFIX = "aggregator/"
 
 
 class ClusterClients:
@@ -129,6 +147,8 @@ class Elector:
         if self.lease is None:
             if manager.paused(self.key) is None:
                 return wait  # switches not read yet: we would not know whether to run
+            if not manager.may_acquire(self.key):
+                return wait  # another worker's share (the plan wakes us when that changes)
             try:
                 result = manager.store.try_acquire(self.key, self._state(acquiring=True))
             except redis.RedisError as error:
@@ -139,6 +159,7 @@ class Elector:
                 # Come back right when the current lease would expire, if that is sooner.
                 return min(wait, result.ttl + _MIN_WAIT)
             self.lease = result.lease
+            manager.note(self.key, manager.holder.id)
             self.status = ControllerStatus()
             self._last_failed = False
             metrics.LEADER_HEARTBEAT.labels(self.key).set(time.time())
@@ -157,6 +178,9 @@ class Elector:
                 self._redis_back()
                 if renewed:
                     metrics.LEADER_HEARTBEAT.labels(self.key).set(time.time())
+                    if manager.should_release(self.key):
+                        self._hand_over()
+                        return wait
                 else:
                     self._lose("the lease expired or another worker holds it")
         self._apply()
@@ -229,7 +253,30 @@ class Elector:
         if self.running:
             self._stop_controller("lost the lease")
         self.lease = None
+        self.manager.note(self.key, None)
         _remove_series(metrics.LEADER_HEARTBEAT, self.key)
+
+    def _hand_over(self) -> None:
+        """Give the lease to the worker the balance plan names: no write of this term goes out
+        any more (fence), the lease is free and announced, so the next leader starts while this
+        controller is still stopping."""
+        lease, self.lease = self.lease, None
+        assert lease is not None
+        manager = self.manager
+        if self.fence is not None:
+            self.fence.revoke()
+        _remove_series(metrics.LEADER_HEARTBEAT, self.key)
+        try:
+            if manager.store.release(lease, {"released": "1", "running": "0"}):
+                manager.publish(RELEASED_EVENT, self.key)
+        except redis.RedisError as error:
+            logger.warning("%s: could not release the lease (it will expire): %s", self.key, error)
+        manager.note(self.key, None)
+        logger.info(
+            "%s: handed the lease over (token %d) to balance the aggregators", self.key, lease.token
+        )
+        if self.running:
+            self._stop_controller("handed over to another worker")
 
     def _shutdown(self) -> None:
         if self.running:
@@ -323,6 +370,7 @@ class ControllerManager:
         timings: Timings | None = None,
         clients: ClusterClients | None = None,
         clock: Callable[[], float] = time.monotonic,
+        balance: bool | None = None,
     ) -> None:
         self.config = config
         self.client = client
@@ -339,6 +387,25 @@ class ControllerManager:
         self._switches_ok = True
         self.electors = {c.name: Elector(self, c) for c in controllers}
         self._watcher: threading.Thread | None = None
+        balance = config.controllers.balance if balance is None else balance
+        balanced = [k for k in self.electors if k.startswith(BALANCED_PREFIX)] if balance else []
+        self.membership: Membership | None = None
+        self.balancer: Balancer | None = None
+        if balanced:
+            timings = self.timings
+            # A dead worker leaves the membership well before its leases expire, so the others
+            # plan without it by the time they can take them.
+            ttl = min(timings.lease_duration, 2.5 * timings.retry_period)
+            self.membership = Membership(client, keys, self.store.holder, balanced, ttl)
+            self.balancer = Balancer(
+                self.membership.me,
+                self.membership.read,
+                fallback=2 * timings.retry_period,
+                keep=timings.lease_duration,
+                clock=clock,
+            )
+        self._announced = False
+        self._balance_ok = True
 
     @property
     def holder(self) -> Holder:
@@ -348,6 +415,48 @@ class ControllerManager:
         """Whether ``key`` is paused; None until the switches were read once."""
         paused = self._paused
         return None if paused is None else paused.get(key, False)
+
+    # -- balancing (no-ops when it is off) --------------------------------------------------
+
+    def may_acquire(self, key: str) -> bool:
+        return self.balancer is None or self.balancer.may_acquire(key)
+
+    def should_release(self, key: str) -> bool:
+        return self.balancer is not None and self.balancer.should_release(key)
+
+    def note(self, key: str, holder: str | None) -> None:
+        if self.balancer is not None:
+            self.balancer.note(key, holder)
+
+    def _rebalance(self) -> None:
+        """Beat in the membership, re-plan, wake the electors the plan concerns."""
+        if self.membership is None or self.balancer is None or self._paused is None:
+            return  # not able to lead before the switches are read: not a member yet
+        if self.stopping.is_set():
+            return  # leaving
+        try:
+            self.membership.heartbeat()
+            plan = self.balancer.refresh()
+        except redis.RedisError as error:
+            if self._balance_ok:
+                logger.warning("cannot read the membership (keeping the last plan): %s", error)
+            self._balance_ok = False
+            return
+        if not self._balance_ok:
+            logger.info("membership readable again")
+        self._balance_ok = True
+        if not self._announced:
+            self._announced = True
+            self.publish(MEMBERS_EVENT, self.holder.id)
+            logger.info(
+                "joined %d live worker(s); fair share: %d of the aggregators",
+                plan.members,
+                plan.share,
+            )
+        metrics.WORKERS.set(plan.members)
+        metrics.LEASE_SHARE.set(plan.share)
+        for key in plan.acquire | plan.release:
+            self.electors[key].wake()
 
     def running(self) -> dict[str, bool]:
         return {key: elector.running for key, elector in self.electors.items()}
@@ -382,13 +491,27 @@ class ControllerManager:
         """Stop every controller and release every lease held; returns within ``timeout``."""
         self.stopping.set()
         deadline = time.monotonic() + timeout
+        # Leave first: when our released leases are announced, the others plan without us.
+        self._leave(announce=False)
         for elector in self.electors.values():
             elector.wake()
         for elector in self.electors.values():
             elector.join(max(deadline - time.monotonic(), 0))
         if self._watcher is not None:
             self._watcher.join(max(min(deadline - time.monotonic(), _PUBSUB_POLL * 2), 0))
+        self._leave(announce=True)  # again, in case a beat of the watcher raced the first
         logger.info("controller runtime %s stopped", self.holder.id)
+
+    def _leave(self, *, announce: bool) -> None:
+        if self.membership is None or not self._announced:
+            return
+        try:
+            self.membership.leave()
+        except redis.RedisError as error:
+            logger.warning("could not leave the membership (it will expire): %s", error)
+            return
+        if announce:
+            self.publish(MEMBERS_EVENT, self.holder.id)
 
     def publish(self, kind: str, key: str) -> None:
         with contextlib.suppress(redis.RedisError):  # the others poll every retry period
@@ -424,6 +547,7 @@ class ControllerManager:
             now = self.clock()
             if now >= next_reload:
                 self._reload_switches()
+                self._rebalance()
                 next_reload = now + retry
             metrics.HEARTBEAT.labels(metrics.WORKER_COMPONENT).set(time.time())
             timeout = min(max(next_reload - self.clock(), 0), _PUBSUB_POLL)
@@ -449,8 +573,12 @@ class ControllerManager:
             kind, key = event
             if kind == SWITCH_EVENT:
                 self._reload_switches()
-            elif kind == RELEASED_EVENT and key in self.electors:
-                self.electors[key].wake()
+            elif kind == RELEASED_EVENT:
+                if key in self.electors:
+                    self.electors[key].wake()
+                self._rebalance()
+            elif kind == MEMBERS_EVENT and key != self.holder.id:
+                self._rebalance()
         if pubsub is not None:
             _close_quietly(pubsub)
 

@@ -54,8 +54,13 @@ class WorkQueue:
             if current is not None and current <= due:
                 return
             self._due[key] = due
+            # A waiting worker sleeps until the earliest entry at most; wake one only when this
+            # key is due sooner than that, not for every key added behind it (a burst of
+            # delayed keys would otherwise wake a worker per key for nothing).
+            sooner = not self._heap or due < self._heap[0][0]
             heapq.heappush(self._heap, (due, next(self._counter), key))
-            self._cond.notify()
+            if sooner:
+                self._cond.notify()
 
     def get(self, timeout: float | None = None) -> Hashable | None:
         """The next due key (marked as processing), or None after ``timeout`` seconds."""

@@ -26,6 +26,7 @@ from urllib3.exceptions import HTTPError as Urllib3HTTPError
 from urllib3.exceptions import ReadTimeoutError as Urllib3ReadTimeoutError
 
 from podseidon_site.config import ClusterAccess
+from protectors.kube import transport
 
 
 @dataclass(frozen=True)
@@ -121,6 +122,13 @@ def api_client_for(access: ClusterAccess) -> k8s_client.ApiClient:
             client_configuration=configuration,
             persist_config=False,
         )
+    # The pool keeps this many connections per host for reuse (default: 5 per CPU). Every open
+    # watch holds one, and a process running several controllers shares one client per
+    # cluster; a connection beyond the pool's size is closed after its request, so the next
+    # one pays a new TLS handshake.
+    configuration.connection_pool_maxsize = max(
+        configuration.connection_pool_maxsize or 0, transport.POOL_SIZE
+    )
     api_client = k8s_client.ApiClient(configuration)
     if access.impersonate is not None:
         api_client.set_default_header("Impersonate-User", access.impersonate.user)
@@ -141,15 +149,6 @@ WATCH_CONNECT_TIMEOUT = 10.0
 # As client-go's reflector: every watch asks for timeoutSeconds in [5 min, 10 min), randomised
 # so that a fleet of watchers does not reconnect in lockstep; the caller resumes afterwards.
 MIN_WATCH_TIMEOUT = 300
-
-
-def bounded(seconds: float) -> tuple[float, float]:
-    """The ``_request_timeout`` for a wait of ``seconds``: a (connect, read) pair.
-
-    The kubernetes client's REST layer takes an int or a pair and silently drops a float, which
-    would leave the request with no timeout at all against a peer that accepts and never
-    answers."""
-    return (seconds, seconds)
 
 
 def random_watch_timeout() -> int:
@@ -198,22 +197,20 @@ class KubeClient:
             headers.update(self.before_write())
         query_params = [(k, _query_value(v)) for k, v in (query or {}).items() if v is not None]
         try:
-            response = self.api_client.call_api(
-                path,
+            # Not call_api: orjson straight onto the same pool (protectors/kube/transport.py).
+            data = transport.send(
+                self.api_client,
                 method,
-                query_params=query_params,
-                header_params=headers,
+                path,
+                query=query_params,
+                headers=headers,
                 body=body,
-                auth_settings=["BearerToken"],
-                _preload_content=False,
-                _request_timeout=bounded(timeout or self.request_timeout),
-                _return_http_data_only=True,
+                timeout=timeout or self.request_timeout,
             )
         except ApiException as error:
             raise KubeError.from_api_exception(error) from None
         except (Urllib3HTTPError, OSError) as error:
             raise KubeError(0, "Unreachable", f"{method} {path}: {error}") from None
-        data = response.data
         return orjson.loads(data) if data else None
 
     def get(self, resource: Resource, namespace: str | None, name: str) -> dict:

@@ -13,191 +13,34 @@ from __future__ import annotations
 
 import json
 import os
-import secrets
-import shutil
 import signal
 import socket
-import subprocess
-import sys
 import time
-import urllib.request
 import uuid
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import redis
 import yaml
 
-from tests.integration.conftest import REPO, start_sandbox, stop_sandbox
+from tests.integration.celery_env import (
+    Env,
+    RedisServer,
+    assert_tokens_never_go_back,
+    stop_workers,
+    wait_for,
+    worker_environment,
+)
+from tests.integration.conftest import start_sandbox, stop_sandbox
 from tests.integration.runtime_test_controllers import SIMULATED_ERROR
 from workers.keys import RedisKeys
-from workers.leadership import LeaderState, read_states
+from workers.leadership import LeaderState
 
 pytestmark = pytest.mark.integration
 
 LEASE, RENEW_DEADLINE, RETRY = 3.0, 2.0, 0.5
 KEYS = ["generator", "aggregator/cell-a", "aggregator/cell-b", "monitor"]
 WRITERS = KEYS[:3]  # the monitor test controller only reports errors
-CELERY = str(Path(sys.executable).parent / "celery")
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def wait_for(predicate: Callable[[], object], timeout: float, what: str, step: float = 0.05):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what}: not within {timeout}s")
-        time.sleep(step)
-
-
-class RedisServer:
-    """A redis-server of our own (no persistence: a restart loses everything, like a crash)."""
-
-    def __init__(self, directory: Path) -> None:
-        self.port = free_port()
-        self.directory = directory
-        self.process: subprocess.Popen[bytes] | None = None
-
-    @property
-    def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
-
-    def start(self) -> None:
-        if shutil.which("redis-server") is None:
-            pytest.fail("redis-server is not installed (make test installs it: make redis)")
-        log = open(self.directory / "redis.log", "ab")  # noqa: SIM115
-        self.process = subprocess.Popen(
-            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-             "--appendonly", "no", "--dir", str(self.directory)],
-            stdout=log, stderr=subprocess.STDOUT,
-        )  # fmt: skip
-        client = redis.Redis.from_url(self.url, socket_connect_timeout=0.2)
-        wait_for(lambda: _pings(client), 10, "redis-server answers")
-        client.close()
-
-    def kill(self) -> None:
-        if self.process is not None:
-            self.process.kill()
-            self.process.wait()
-            self.process = None
-
-
-def _pings(client: redis.Redis) -> bool:
-    try:
-        return bool(client.ping())
-    except redis.RedisError:
-        return False
-
-
-@dataclass
-class Worker:
-    name: str
-    process: subprocess.Popen[bytes]
-    metrics_port: int
-    log: Path
-
-    @property
-    def pid(self) -> int:
-        return self.process.pid
-
-    def metrics(self) -> str:
-        url = f"http://127.0.0.1:{self.metrics_port}/"
-        with urllib.request.urlopen(url, timeout=5) as response:
-            return response.read().decode()
-
-    def metrics_up(self) -> bool:
-        try:
-            return "heartbeat" in self.metrics()
-        except OSError:
-            return False
-
-    def leads_in_metrics(self, key: str) -> bool:
-        return f'leader_heartbeat{{controller="{key}"}}' in self.metrics()
-
-
-@dataclass
-class Env:
-    base: Path
-    env: dict[str, str]
-    redis: RedisServer
-    keys: RedisKeys
-    write_log: Path
-    workers: list[Worker] = field(default_factory=list)
-    _count: int = 0
-
-    def start_worker(self, env_changes: dict[str, str | None] | None = None) -> Worker:
-        self._count += 1
-        name = f"w{self._count}"
-        port = free_port()
-        log = self.base / f"{name}.log"
-        env = {**self.env, "PODSEIDON_METRICS_PORT": str(port)}
-        for variable, value in (env_changes or {}).items():
-            if value is None:
-                env.pop(variable, None)
-            else:
-                env[variable] = value
-        process = subprocess.Popen(
-            [CELERY, "-A", "podseidon_site", "worker", "--loglevel", "INFO",
-             "--hostname", f"{name}@%h", "--without-gossip", "--without-mingle",
-             "--without-heartbeat", "--concurrency", "1"],
-            cwd=REPO, env=env, stdout=open(log, "ab"), stderr=subprocess.STDOUT,  # noqa: SIM115
-        )  # fmt: skip
-        worker = Worker(name, process, port, log)
-        self.workers.append(worker)
-        wait_for(
-            lambda: worker.metrics_up() or process.poll() is not None, 30, f"{name} serves metrics"
-        )
-        assert process.poll() is None, f"{name} exited; see {log}"
-        return worker
-
-    def alive(self) -> list[Worker]:
-        return [w for w in self.workers if w.process.poll() is None]
-
-    def manage(self, *args: str) -> str:
-        result = subprocess.run(
-            [sys.executable, "manage.py", *args],
-            cwd=REPO, env=self.env, capture_output=True, text=True, timeout=60,
-        )  # fmt: skip
-        assert result.returncode == 0, result.stderr
-        return result.stdout
-
-    def states(self) -> dict[str, LeaderState]:
-        client = redis.Redis.from_url(self.redis.url, socket_timeout=2)
-        try:
-            return {s.controller: s for s in read_states(client=client, keys=self.keys)}
-        finally:
-            client.close()
-
-    def leaders(self) -> dict[str, LeaderState]:
-        """Active leader per key (empty while Redis is down)."""
-        try:
-            states = self.states()
-        except redis.RedisError:
-            return {}
-        return {k: s for k, s in states.items() if s.is_active()}
-
-    def writes(self) -> list[dict]:
-        """Fenced writes from the sandbox's write log, in the order the sandbox made them."""
-        records = []
-        for line in self.write_log.read_text().splitlines():
-            try:
-                record = json.loads(line)
-            except ValueError:  # the last line, caught half-written
-                continue
-            if record.get("fence"):
-                key, _, token = record["fence"].rpartition("/")
-                records.append({**record, "key": key, "token": int(token)})
-        return records
 
 
 @pytest.fixture(scope="module")
@@ -225,20 +68,7 @@ def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
     }
     (base / "podseidon.yaml").write_text(yaml.safe_dump(config))
     keys = RedisKeys(f"it-runtime-{uuid.uuid4().hex[:8]}")
-    process_env = {
-        **os.environ,
-        "PYTHONPATH": str(REPO),
-        "DJANGO_SETTINGS_MODULE": "podseidon_site.settings.production",
-        "SECRET_KEY": secrets.token_urlsafe(60),
-        "ALLOWED_HOSTS": "localhost",
-        "DATABASE_URL": f"sqlite:///{base / 'podseidon.sqlite3'}",
-        "REDIS_URL": redis_server.url,
-        "PODSEIDON_REDIS_PREFIX": keys.prefix,
-        "PODSEIDON_CONFIG": str(base / "podseidon.yaml"),
-        "PODSEIDON_TEST_CONTROLLERS": "tests.integration.runtime_test_controllers:factory",
-        "PODSEIDON_TEST_NAMESPACE": "default",
-    }
-    process_env.pop("PROMETHEUS_MULTIPROC_DIR", None)
+    process_env = worker_environment(base, redis_server.url, keys, base / "podseidon.yaml")
     env = Env(base, process_env, redis_server, keys, write_log)
     try:
         env.manage("migrate", "--verbosity", "0")
@@ -246,14 +76,7 @@ def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
             env.start_worker()
         yield env
     finally:
-        for worker in env.alive():
-            worker.process.send_signal(signal.SIGTERM)
-        for worker in env.workers:
-            try:
-                worker.process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                worker.process.kill()
-                worker.process.wait()
+        stop_workers(env)
         redis_server.kill()
         stop_sandbox(sandbox)
 
@@ -264,16 +87,6 @@ def wait_for_leaders(env: Env, timeout: float = 15) -> dict[str, LeaderState]:
         timeout,
         "every controller has a leader",
     )
-
-
-def assert_tokens_never_go_back(env: Env) -> None:
-    """Per controller, in the order the sandbox applied them, tokens never decrease: no write
-    carries an older token after a newer token's first write, so no two leaders overlapped."""
-    newest: dict[str, int] = {}
-    for write in env.writes():
-        key, token = write["key"], write["token"]
-        assert token >= newest.get(key, 0), f"{key}: token {token} wrote after {newest[key]}"
-        newest[key] = token
 
 
 def test_one_leader_per_controller(env: Env) -> None:

@@ -21,12 +21,14 @@ from podseidon_site.config import (
     UpdateTriggerConfig,
 )
 from protectors.constants import ANNOTATION_UPDATE_TRIGGER_TIME
+from protectors.health import PodHealth
 from protectors.kube.client import KubeError, Resource
 from protectors.kube.informer import object_key
 from protectors.selectors import parse_selector_string
 from protectors.timefmt import format_micro_time
 from workers.aggregator.controller import AggregatorController, aggregation_rate, trim_pod
 from workers.aggregator.index import pod_slots, protector_slots
+from workers.aggregator.podcache import HEALTH_FIELD
 from workers.aggregator.reconcile import history_defaults
 from workers.aggregator.update_trigger import dummy_pod, labels_for_selector
 from workers.controller import AlwaysValidFence, ControllerContext
@@ -501,7 +503,8 @@ def test_trim_pod_keeps_what_aggregation_reads():
         ANNOTATION_UPDATE_TRIGGER_TIME: "x",
     }
     trimmed = trim_pod(pod)
-    assert set(trimmed) == {"metadata", "status"}
+    assert set(trimmed) == {"metadata", "status", HEALTH_FIELD}
+    assert trimmed[HEALTH_FIELD] == PodHealth.from_pod(pod)
     assert "managedFields" not in trimmed["metadata"]
     assert trimmed["metadata"]["annotations"] == {ANNOTATION_UPDATE_TRIGGER_TIME: "x"}
     assert set(trimmed["status"]) == {"phase", "conditions"}
@@ -584,3 +587,47 @@ def test_lookups_find_protectors_and_pods_through_the_indexes():
     finally:
         protectors.stop()
         pods.stop()
+
+
+def reconciles() -> float:
+    from prometheus_client import REGISTRY
+
+    return (
+        REGISTRY.get_sample_value("aggregator_reconcile_count", {"cell": CELL, "error": "none"})
+        or 0.0
+    )
+
+
+def test_pod_events_that_change_no_count_reconcile_nothing(env):
+    core, cell, start, _ = env
+    cell.put("pods", make_pod("a"))
+    core.put("podprotectors", make_protector())
+    controller = start()
+    wait_for(lambda: available(core) == 1)
+    time.sleep(0.1)
+    before, synced = reconciles(), controller.sync_time
+    pod = cell.get_obj("pods", "demo/a")
+    cell.put("pods", {**pod, "status": {**pod["status"], "podIP": "10.0.0.9"}})
+    wait_for(lambda: controller.sync_time > synced)  # the event arrived and moved the clock
+    time.sleep(0.2)  # past the protector's aggregationRate (20 ms)
+    assert reconciles() == before
+    cell.put("pods", make_pod("a", ready=False))
+    wait_for(lambda: available(core) == 0)
+    assert reconciles() > before
+
+
+def test_status_writes_send_the_status_and_the_preconditions_only(env):
+    core, cell, start, _ = env
+    cell.put("pods", make_pod("a"))
+    protector = make_protector()
+    protector["metadata"]["annotations"] = {"big": "x" * 1000}
+    protector["metadata"]["uid"] = "u-1"
+    core.put("podprotectors", protector)
+    start()
+    wait_for(lambda: available(core) == 1)
+    verb, _key, body = core.writes[-1]
+    assert verb == "status"
+    assert set(body["metadata"]) == {"name", "namespace", "resourceVersion", "uid"}
+    assert body["kind"] == "PodProtector" and body["spec"] == protector["spec"]
+    stored = core.get_obj("podprotectors", "demo/web")
+    assert stored["metadata"]["annotations"] == {"big": "x" * 1000}  # untouched

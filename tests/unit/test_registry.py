@@ -4,9 +4,14 @@ from __future__ import annotations
 
 import pytest
 
-from podseidon_site.config import parse_config
+from podseidon_site.config import ConfigError, parse_config
 from workers.bootstep import metrics_port
-from workers.registry import TEST_CONTROLLERS_ENV, build_controllers, controller_keys
+from workers.registry import (
+    TEST_CONTROLLERS_ENV,
+    build_controllers,
+    controller_keys,
+    placement,
+)
 
 
 class Named:
@@ -79,3 +84,42 @@ def test_metrics_port(value: str | None, port: int) -> None:
 def test_metrics_port_rejects_nonsense(value: str) -> None:
     with pytest.raises(ValueError, match="PODSEIDON_METRICS_PORT"):
         metrics_port(9090, {"PODSEIDON_METRICS_PORT": value})
+
+
+TWO_CELLS = {"cells": [{"id": "cell-a"}, {"id": "cell-b"}]}
+
+
+@pytest.mark.parametrize(
+    ("controllers", "environ", "keys"),
+    [
+        ({}, {}, ["generator", "aggregator/cell-a", "aggregator/cell-b", "monitor"]),
+        ({"cells": ["cell-b"]}, {}, ["generator", "aggregator/cell-b", "monitor"]),
+        ({"cells": [], "monitor": False}, {}, ["generator"]),
+        ({"generator": False, "monitor": False}, {}, ["aggregator/cell-a", "aggregator/cell-b"]),
+        # One worker per cell: the environment replaces the section.
+        ({"cells": []}, {"PODSEIDON_CONTROLLERS": "aggregator/cell-a"}, ["aggregator/cell-a"]),
+        ({}, {"PODSEIDON_CONTROLLERS": " monitor , generator "}, ["generator", "monitor"]),
+        (
+            {"cells": ["cell-a"]},
+            {"PODSEIDON_CONTROLLERS": ""},
+            ["generator", "aggregator/cell-a", "monitor"],
+        ),
+    ],
+)
+def test_placement(controllers: dict, environ: dict, keys: list[str]) -> None:
+    config = parse_config({**TWO_CELLS, "controllers": controllers})
+    assert placement(config, environ) == keys
+    override = {**environ, TEST_CONTROLLERS_ENV: f"{__name__}:every_key"}
+    assert [c.name for c in build_controllers(config, override)] == keys
+
+
+def every_key(config):
+    return [Named(key) for key in controller_keys(config)]
+
+
+def test_placement_refuses_what_the_configuration_does_not_run() -> None:
+    config = parse_config(TWO_CELLS)
+    with pytest.raises(ValueError, match="PODSEIDON_CONTROLLERS: aggregator/cell-c is not"):
+        placement(config, {"PODSEIDON_CONTROLLERS": "aggregator/cell-a,aggregator/cell-c"})
+    with pytest.raises(ConfigError, match=r"controllers\.cells: 'cell-c' is not a configured"):
+        parse_config({**TWO_CELLS, "controllers": {"cells": ["cell-c"]}})

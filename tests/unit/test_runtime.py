@@ -109,6 +109,7 @@ class Managers:
             holder=Holder(f"{name}:1:{uuid.uuid4().hex[:4]}", name, 1, f"celery@{name}"),
             timings=kwargs.pop("timings", TIMINGS),
             clients=ClusterClients(CONFIG, factory=lambda access: KubeClient(None)),
+            balance=kwargs.pop("balance", None),
         )
         manager.start()
         self.started.append(manager)
@@ -142,7 +143,7 @@ def controller(manager: ControllerManager, key: str) -> FakeController:
 
 
 def runners(managers: list[ControllerManager], key: str) -> list[ControllerManager]:
-    return [m for m in managers if controller(m, key).running]
+    return [m for m in managers if key in m.electors and controller(m, key).running]
 
 
 def test_each_controller_runs_in_exactly_one_manager(managers) -> None:
@@ -166,15 +167,17 @@ def test_clean_stop_hands_over_within_a_retry_period(managers) -> None:
     a = managers.start("a")
     wait_for(lambda: len(a.leading()) == len(KEYS), 3, "a leads everything")
     b = managers.start("b")
+    # b takes its share of the aggregators (balancing) and no other held lease.
+    wait_for(lambda: len(b.leading()) == 1, 3, "b leads one aggregator")
     time.sleep(3 * TIMINGS.retry_period)
-    assert not b.leading(), "a standby does not take a held lease"
+    assert len(b.leading()) == 1 and next(iter(b.leading())).startswith("aggregator/")
     old = {k: controller(a, k) for k in KEYS}
     tokens = dict(a.leading())
     a.stop()
     assert not any(c.running for c in old.values())
     took = wait_for(lambda: len(b.leading()) == len(KEYS), 3, "b takes over")
     assert took < TIMINGS.lease_duration, "released leases are taken at once, not on expiry"
-    assert all(b.leading()[k] > tokens[k] for k in KEYS)
+    assert all(b.leading()[k] > tokens[k] for k in tokens)
     with pytest.raises(LostLeadership):
         old["generator"].write()
     states = {s.controller: s for s in read_states(client=b.client, keys=managers.keys)}
@@ -298,3 +301,70 @@ def test_reports_reach_the_leader_state(managers) -> None:
     assert not state.last_reconcile_failed
     assert (state.hostname, state.pid, state.worker) == ("a", 1, "celery@a")
     assert state.running and state.is_active()
+
+
+# -- balancing the aggregators -------------------------------------------------------------
+
+FOUR = [f"aggregator/cell-{c}" for c in "abcd"]
+
+
+def spread(managers: list[ControllerManager]) -> list[int]:
+    return sorted((sum(1 for k in m.leading() if k in FOUR) for m in managers), reverse=True)
+
+
+def running_once(managers: list[ControllerManager]) -> bool:
+    return all(len(runners(managers, k)) == 1 for k in FOUR)
+
+
+def test_aggregators_spread_over_the_workers_and_move_to_a_new_one(managers) -> None:
+    a = managers.start("a", FOUR)
+    wait_for(lambda: spread([a]) == [4], 3, "a leads every aggregator")
+    b, c = managers.start("b", FOUR), managers.start("c", FOUR)
+    wait_for(lambda: spread([a, b, c]) == [2, 1, 1] and running_once([a, b, c]), 3, "2/1/1")
+    for _ in range(10):  # and it stays put
+        assert spread([a, b, c]) == [2, 1, 1]
+        time.sleep(TIMINGS.retry_period / 2)
+    assert sum(m.balancer.current.share for m in (a, b, c)) == 4
+
+    # A fourth worker: one lease moves to it, handed over (no expiry wait), no overlap.
+    d = managers.start("d", FOUR)
+    started = time.monotonic()
+    took = wait_for(lambda: spread([a, b, c, d]) == [1, 1, 1, 1], 3, "1/1/1/1")
+    assert took <= 2 * TIMINGS.retry_period + 0.1
+    assert time.monotonic() - started < TIMINGS.lease_duration
+    wait_for(lambda: running_once([a, b, c, d]), 1, "each runs once")
+
+
+def test_a_stopped_workers_share_goes_to_the_others(managers) -> None:
+    a, b, c = (managers.start(n, FOUR) for n in "abc")
+    wait_for(lambda: spread([a, b, c]) == [2, 1, 1], 3, "2/1/1")
+    a.stop()
+    wait_for(lambda: spread([b, c]) == [2, 2] and running_once([b, c]), 2, "2/2")
+
+
+def test_a_dead_workers_share_is_taken_on_expiry(managers) -> None:
+    a, b = managers.start("a", FOUR), managers.start("b", FOUR)
+    wait_for(lambda: spread([a, b]) == [2, 2], 3, "2/2")
+    held = set(a.leading())
+    a.client.down = True  # "kill -9": no renewals, no release, no goodbye
+    a.stopping.set()
+    killed = time.monotonic()
+    wait_for(lambda: set(b.leading()) >= held, 3, "b takes a's share")
+    took = time.monotonic() - killed
+    assert took <= TIMINGS.lease_duration + 2 * TIMINGS.retry_period + 0.2
+
+
+def test_a_pinned_worker_leads_its_cell(managers) -> None:
+    a, b = managers.start("a", FOUR), managers.start("b", FOUR)
+    wait_for(lambda: spread([a, b]) == [2, 2], 3, "2/2")
+    pinned = managers.start("p", ["aggregator/cell-d"])
+    wait_for(lambda: "aggregator/cell-d" in pinned.leading(), 3, "the pinned worker leads cell-d")
+    wait_for(lambda: spread([a, b]) == [2, 1] and running_once([a, b, pinned]), 3, "2/1 + 1")
+
+
+def test_balancing_off_keeps_first_come(managers) -> None:
+    a = managers.start("a", FOUR)
+    wait_for(lambda: spread([a]) == [4], 3, "a leads every aggregator")
+    b = managers.start("b", FOUR, balance=False)
+    time.sleep(4 * TIMINGS.retry_period)
+    assert spread([a]) == [4] and not b.leading()

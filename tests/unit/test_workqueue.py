@@ -81,3 +81,40 @@ def test_get_wakes_up_for_new_work_and_shutdown() -> None:
     queue.shutdown()
     thread.join(2)
     assert got == ["x", "stopped"]
+
+
+def test_waiting_workers_get_delayed_keys_on_time_in_due_order() -> None:
+    """Adding a key due later than the earliest does not wake a worker; it is still handed out
+    on time, and a key due sooner than the one a worker sleeps for wakes it."""
+    import time
+
+    queue = WorkQueue()
+    got: list[tuple[object, float]] = []
+    start = time.monotonic()
+
+    def worker() -> None:
+        try:
+            while True:
+                key = queue.get(timeout=5)
+                if key is None:
+                    return
+                got.append((key, time.monotonic() - start))
+                queue.done(key)
+        except ShutDown:
+            pass
+
+    threads = [threading.Thread(target=worker) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    queue.add("late", delay=0.4)
+    queue.add("later", delay=0.5)
+    queue.add("soon", delay=0.1)
+    deadline = time.monotonic() + 3
+    while len(got) < 3 and time.monotonic() < deadline:
+        threading.Event().wait(0.01)
+    queue.shutdown()
+    for thread in threads:
+        thread.join(5)
+    assert [key for key, _ in got] == ["soon", "late", "later"]
+    for (key, at), due in zip(got, (0.1, 0.4, 0.5), strict=True):
+        assert due <= at < due + 0.25, (key, at)

@@ -27,19 +27,25 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from podseidon_site.config import PodseidonConfig
+from protectors import constants
 from protectors.history_config import EffectiveHistoryConfig
 from protectors.kube.client import PODPROTECTORS, PODS, KubeClient, KubeError
 from protectors.kube.informer import (
     FunctionHandler,
     Informer,
     LoggingInformerObserver,
-    keep_metadata_and_status,
     object_key,
 )
-from protectors.model import PodProtector, PodProtectorFormatError
+from protectors.model import PodProtector, PodProtectorFormatError, Spec, Status
 from protectors.selectors import SelectorError
 from workers.aggregator.index import PodCandidates, ProtectorLookup
 from workers.aggregator.observer import AggregatorObserver, ReconcileError
+from workers.aggregator.podcache import (
+    counting_view,
+    pod_transform,
+    slim_pod_with_times,
+    slim_protector,
+)
 from workers.aggregator.pool import NextEventPool
 from workers.aggregator.reconcile import history_defaults, jittered_delay, reconcile_cell
 from workers.aggregator.synctime import SyncClock, SyncTimeAlgorithm, event_time
@@ -47,7 +53,7 @@ from workers.aggregator.update_trigger import UpdateTrigger
 from workers.controller import ControllerContext, LostLeadership
 from workers.workqueue import ShutDown, WorkQueue
 
-__all__ = ["AggregatorController", "aggregation_rate", "trim_pod"]
+__all__ = ["AggregatorController", "aggregation_rate", "status_body", "trim_pod"]
 
 logger = logging.getLogger("podseidon.aggregator")
 
@@ -55,26 +61,14 @@ logger = logging.getLogger("podseidon.aggregator")
 _AVAILABILITY_MARGIN = 0.01
 # How long stop() waits for threads in all.
 _STOP_TIMEOUT = 5.0
-# Pod annotations the aggregator never reads and that can be large.
-_DROPPED_ANNOTATIONS = ("kubectl.kubernetes.io/last-applied-configuration",)
+# The metadata a status write sends: the object's identity and the write's preconditions.
+_STATUS_WRITE_METADATA = ("name", "namespace", "resourceVersion", "uid")
+# How often, at most, the next-event pool's gauges are refreshed while its size stays the same.
+_POOL_PUBLISH_INTERVAL = 1.0
 
-
-def trim_pod(obj: dict) -> dict:
-    """Pod cache transform: metadata (without managedFields and large annotations) and only
-    the status fields health reads (phase, conditions)."""
-    kept = keep_metadata_and_status(obj)
-    metadata = kept["metadata"]
-    annotations = metadata.get("annotations") or {}
-    if "managedFields" in metadata or any(a in annotations for a in _DROPPED_ANNOTATIONS):
-        metadata = {k: v for k, v in metadata.items() if k != "managedFields"}
-        if annotations:
-            metadata["annotations"] = {
-                k: v for k, v in annotations.items() if k not in _DROPPED_ANNOTATIONS
-            }
-        kept["metadata"] = metadata
-    status = kept["status"]
-    kept["status"] = {k: status[k] for k in ("phase", "conditions") if k in status}
-    return kept
+# The pod cache transform that keeps everything either sync-time algorithm reads (tests and the
+# benchmark's memory probe use it; a run picks the one for its algorithm, see podcache.py).
+trim_pod = slim_pod_with_times
 
 
 def aggregation_rate(obj: Mapping[str, Any], defaults: EffectiveHistoryConfig) -> timedelta:
@@ -99,6 +93,23 @@ def _cell_entry(obj: Mapping[str, Any], cell_id: str) -> Any:
         if isinstance(cell, Mapping) and cell.get("cellID") == cell_id:
             return cell
     return None
+
+
+def status_body(obj: Mapping[str, Any], status: Status) -> dict[str, Any]:
+    """The PUT body of a status write: the new status, with the cached resourceVersion (and UID)
+    as preconditions. The API server takes only the status from a /status write, so metadata
+    (managedFields, annotations) is not sent back; the spec goes as it came (it is small)."""
+    metadata = obj.get("metadata") or {}
+    sent = {k: metadata[k] for k in _STATUS_WRITE_METADATA if k in metadata}
+    body: dict[str, Any] = {
+        "apiVersion": obj.get("apiVersion") or constants.API_VERSION,
+        "kind": obj.get("kind") or constants.KIND,
+        "metadata": sent,
+    }
+    if "spec" in obj:
+        body["spec"] = obj["spec"]
+    body["status"] = status.to_dict()
+    return body
 
 
 @dataclass(frozen=True)
@@ -126,13 +137,13 @@ class AggregatorController:
         config: PodseidonConfig,
         cell_id: str,
         *,
-        workers: int = 2,
+        workers: int | None = None,
         observer: AggregatorObserver | None = None,
     ) -> None:
         self.config = config
         self.cell_id = cell_id
         self.name = f"aggregator/{cell_id}"
-        self.workers = workers
+        self.workers = workers if workers is not None else config.aggregator.workers
         self.observer = observer or AggregatorObserver(cell_id)
         self._lock = threading.Lock()
         self._run: _Run | None = None
@@ -221,13 +232,17 @@ class _Run:
         self.sync = SyncClock()
         self.pool = NextEventPool()
         self.own_writes: dict[str, _OwnWrite] = {}
+        # key -> (spec as cached, parsed): a spec is parsed once per change, not per reconcile.
+        self.specs: dict[str, tuple[Any, Spec]] = {}
         self.threads: list[threading.Thread] = []
+        self._pool_published: tuple[int, float] = (-1, 0.0)  # (size, monotonic time)
 
         self.protectors = Informer(
             self.core,
             PODPROTECTORS,
             name=f"{controller.name}/podprotectors",
             namespace=config.core.namespace or None,
+            transform=slim_protector,
             observer=_StreamObserver(self, pods=False),
         )
         self.lookup = ProtectorLookup(self.protectors)
@@ -246,7 +261,7 @@ class _Run:
             name=f"{controller.name}/pods",
             namespace=(cell_config.namespace if cell_config else "") or None,
             label_selector=config.aggregator.pod_label_selector or None,
-            transform=trim_pod,
+            transform=pod_transform(self.algorithm.value),
             observer=_StreamObserver(self, pods=True),
         )
         self.candidates = PodCandidates(self.pods)
@@ -347,6 +362,12 @@ class _Run:
     def pod_event(self, old: dict | None, new: dict) -> None:
         received = datetime.now(UTC)
         keys = set(self.advance(event_time(self.algorithm, new, received)))
+        if old is not None and counting_view(old) == counting_view(new):
+            # Nothing a count reads changed (an IP, a container restart, a probe time): no
+            # protector needs a reconcile for it; only the sync time moved.
+            for key in keys:
+                self.schedule(key)
+            return
         namespace = (new.get("metadata") or {}).get("namespace", "")
         labels = _labels(new)
         keys |= self.lookup.matching(namespace, labels)
@@ -375,6 +396,7 @@ class _Run:
     def protector_deleted(self, obj: dict) -> None:
         key = object_key(obj)
         self.lookup.forget(key)
+        self.specs.pop(key, None)
         with self.lock:
             self.pool.discard(key)
             self.own_writes.pop(key, None)
@@ -405,8 +427,14 @@ class _Run:
             self.publish_pool()
 
     def publish_pool(self) -> None:
+        now = time.monotonic()
         with self.lock:
-            size, latency = len(self.pool), self.pool.latency()
+            size = len(self.pool)
+            last_size, last_at = self._pool_published
+            if size == last_size and now - last_at < _POOL_PUBLISH_INTERVAL:
+                return
+            self._pool_published = (size, now)
+            latency = self.pool.latency()
         self.observer.pool(size, latency)
 
     def current(self, key: str) -> dict | None:
@@ -429,6 +457,23 @@ class _Run:
             # Someone wrote after us: the cache is the newest we know.
             self.own_writes.pop(key, None)
             return obj
+
+    def parse(self, key: str, obj: Mapping[str, Any]) -> PodProtector:
+        """The protector for reconciling: its spec parsed once per change of the spec, its
+        status parsed, its metadata shared with the cache (read only)."""
+        raw_spec = obj.get("spec")
+        cached = self.specs.get(key)
+        if cached is not None and cached[0] == raw_spec:
+            spec = cached[1]
+        else:
+            if raw_spec is None:
+                raise PodProtectorFormatError("spec", "required field is missing")
+            spec = Spec.from_dict(raw_spec, path="spec")
+            spec.aggregation_label_selector  # noqa: B018 - parse (and validate) it once too
+            self.specs[key] = (raw_spec, spec)
+        raw_status = obj.get("status")
+        status = None if raw_status is None else Status.from_dict(raw_status, path="status")
+        return PodProtector(metadata=obj.get("metadata") or {}, spec=spec, status=status)
 
     def reconcile(self, key: str) -> None:
         started = time.perf_counter()
@@ -457,7 +502,7 @@ class _Run:
             self.queue.forget(key)
             return ReconcileError.NONE, None
         try:
-            protector = PodProtector.from_dict(obj)
+            protector = self.parse(key, obj)
             selector = protector.spec.aggregation_label_selector
         except (PodProtectorFormatError, SelectorError) as exc:
             # Not retried: the next change of the object brings it back.
@@ -473,7 +518,7 @@ class _Run:
         if decision.status is not None:
             if self.stopping.is_set():
                 return ReconcileError.NONE, None
-            body = protector.with_status(decision.status).to_dict()
+            body = status_body(obj, decision.status)
             try:
                 written = self.core.replace_status(
                     PODPROTECTORS, protector.namespace, protector.name, body

@@ -18,6 +18,8 @@ import threading
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+import orjson
+
 from protectors.kube.informer import Informer
 from protectors.selectors import LabelSelector, SelectorError
 
@@ -66,14 +68,40 @@ def selector_slot(namespace: str, selector: LabelSelector) -> str | None:
     return namespace_slot(namespace)
 
 
+# Index values by (namespace, selector as canonical JSON): the informer computes a protector's
+# slot for every event of it (twice: old and new), and every status write is such an event.
+_SLOT_MEMO: dict[bytes, tuple[str, ...]] = {}
+_SLOT_MEMO_MAX = 8192
+
+
+def _chosen_selector(obj: Mapping[str, Any]) -> Any:
+    spec = obj.get("spec") or {}
+    chosen = spec.get("aggregationSelector")
+    return spec.get("selector") if chosen is None else chosen
+
+
 def protector_slots(obj: dict) -> Iterable[str]:
     """Index function for the PodProtector informer."""
     namespace = (obj.get("metadata") or {}).get("namespace", "")
     try:
+        memo_key = orjson.dumps([namespace, _chosen_selector(obj)], option=orjson.OPT_SORT_KEYS)
+    except TypeError:  # not JSON (cannot come from the API): compute without the memo
+        memo_key = None
+    if memo_key is not None:
+        slots = _SLOT_MEMO.get(memo_key)
+        if slots is not None:
+            return slots
+    try:
         slot = selector_slot(namespace, aggregation_selector(obj))
     except SelectorError:
-        return ()
-    return () if slot is None else (slot,)
+        slots = ()
+    else:
+        slots = () if slot is None else (slot,)
+    if memo_key is not None:
+        if len(_SLOT_MEMO) >= _SLOT_MEMO_MAX:
+            _SLOT_MEMO.clear()
+        _SLOT_MEMO[memo_key] = slots
+    return slots
 
 
 def pod_slots(obj: dict) -> Iterable[str]:
@@ -93,8 +121,9 @@ class ProtectorLookup:
         self._informer = informer
         informer.add_index(self.INDEX, protector_slots)
         self._lock = threading.Lock()
-        # key -> (resourceVersion, parsed selector): parse once per version, not per pod event.
-        self._selectors: dict[str, tuple[str | None, LabelSelector | None]] = {}
+        # key -> (selector as found in the object, parsed): parsed once per change of the
+        # selector, not per pod event nor per status write.
+        self._selectors: dict[str, tuple[Any, LabelSelector | None]] = {}
 
     def matching(self, namespace: str, labels: Mapping[str, str] | None) -> set[str]:
         labels = labels or {}
@@ -114,10 +143,10 @@ class ProtectorLookup:
         if obj is None:
             self.forget(key)
             return None
-        version = (obj.get("metadata") or {}).get("resourceVersion")
+        raw = _chosen_selector(obj)
         with self._lock:
             cached = self._selectors.get(key)
-        if cached is not None and cached[0] == version:
+        if cached is not None and cached[0] == raw:
             return cached[1]
         try:
             selector: LabelSelector | None = aggregation_selector(obj)
@@ -125,7 +154,7 @@ class ProtectorLookup:
             logger.warning("ignoring PodProtector %s: invalid aggregation selector: %s", key, error)
             selector = None
         with self._lock:
-            self._selectors[key] = (version, selector)
+            self._selectors[key] = (raw, selector)
         return selector
 
     def forget(self, key: str) -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 from enum import StrEnum
+from typing import Any
 
 from prometheus_client import Counter, Gauge, Histogram
 
@@ -74,6 +75,9 @@ UPDATE_TRIGGER = Counter(
 class AggregatorObserver:
     def __init__(self, cell_id: str) -> None:
         self.cell_id = cell_id
+        # Labelled children looked up once each: a reconcile should not pay for the lookup.
+        self._reconcile: dict[ReconcileError, Any] = {}
+        self._status_writes = STATUS_WRITES.labels(cell_id)
 
     def started(self) -> None:
         logger.info("aggregator for cell %s started", self.cell_id)
@@ -88,7 +92,10 @@ class AggregatorObserver:
     def reconciled(
         self, key: str, seconds: float, error: ReconcileError, message: str | None = None
     ) -> None:
-        RECONCILE.labels(self.cell_id, error.value).observe(seconds)
+        child = self._reconcile.get(error)
+        if child is None:
+            child = self._reconcile[error] = RECONCILE.labels(self.cell_id, error.value)
+        child.observe(seconds)
         if error is ReconcileError.NONE:
             return
         if error is ReconcileError.CONFLICT:
@@ -107,7 +114,7 @@ class AggregatorObserver:
             )
 
     def status_written(self, key: str, decision: CellReconcile) -> None:
-        STATUS_WRITES.labels(self.cell_id).inc()
+        self._status_writes.inc()
         if decision.expired:
             EXPIRED_BUCKETS.labels(self.cell_id).inc(decision.expired)
         aggregation = decision.aggregation

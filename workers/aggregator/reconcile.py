@@ -38,6 +38,7 @@ from protectors.history_config import (
 )
 from protectors.model import Bucket, CellStatus, PodProtector, Status
 from protectors.summarize import summarize
+from workers.aggregator.podcache import HEALTH_FIELD
 
 __all__ = [
     "CellReconcile",
@@ -112,6 +113,10 @@ def _healths(pods: Iterable[Mapping[str, Any]]) -> tuple[list[PodHealth], int]:
     healths = []
     malformed = 0
     for pod in pods:
+        known = pod.get(HEALTH_FIELD)
+        if known is not None:
+            healths.append(known)
+            continue
         try:
             healths.append(PodHealth.from_pod(pod))
         except ValueError:
@@ -143,21 +148,26 @@ def reconcile_cell(
     event_time = sync_time if sync_time is not None else previous_event_time
 
     kept, dropped = expire_buckets(previous.buckets if previous else (), sync_time)
-    cell = _updated_cell(previous, cell_id, result, event_time, kept)
-    new_status = summarize(base.with_cell(cell), config)
-
-    status: Status | None = new_status
-    if current is not None and new_status == current:
-        status = None
-    elif (
+    status: Status | None
+    if (
         current is not None
+        and previous is not None
         and previous_event_time is not None
         and not kept
         and event_time != previous_event_time
+        and _same_counts(previous, result)
     ):
         # Would only lastEventTime move? Then it is not worth a write (see module docstring).
         same_time = _updated_cell(previous, cell_id, result, previous_event_time, kept)
         if summarize(base.with_cell(same_time), config) == current:
+            status = None
+        else:
+            cell = _updated_cell(previous, cell_id, result, event_time, kept)
+            status = summarize(base.with_cell(cell), config)
+    else:
+        cell = _updated_cell(previous, cell_id, result, event_time, kept)
+        status = summarize(base.with_cell(cell), config)
+        if current is not None and status == current:
             status = None
 
     return CellReconcile(
@@ -167,6 +177,17 @@ def reconcile_cell(
         waiting=bool(kept),
         expired=dropped,
         malformed_pods=malformed,
+    )
+
+
+def _same_counts(previous: CellStatus, result: AggregationResult) -> bool:
+    aggregation = previous.aggregation
+    return (
+        aggregation.total_replicas == result.total
+        and aggregation.available_replicas == result.available
+        and aggregation.ready_replicas == result.ready
+        and aggregation.scheduled_replicas == result.scheduled
+        and aggregation.running_replicas == result.running
     )
 
 
