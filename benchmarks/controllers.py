@@ -1262,11 +1262,13 @@ def run(
         )
         if args.process_per_cell:
             CELL_PROCESSES = CellProcesses(kubeconfigs, args.workers)
+        # As a worker process does (workers/runtime.py): one client per cluster, shared.
+        core_client = KubeClient.from_access(config.core)
         for cell in CELLS if CELL_PROCESSES is None else ():
             controller = AggregatorController(config, cell, **workers_option(args))
             context = ControllerContext(
                 config=config,
-                core=KubeClient.from_access(config.core),
+                core=core_client,
                 cells={c.id: KubeClient.from_access(c) for c in config.cells},
                 fence=AlwaysValidFence(),
                 report=report,

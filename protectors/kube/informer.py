@@ -188,6 +188,12 @@ class Informer:
         for obj in existing:
             handler.on_add(obj)
 
+    def remove_handler(self, handler: EventHandler) -> None:
+        """Stop delivering events to ``handler``. An event being delivered as this is called
+        may still reach it (handlers are called outside the lock)."""
+        with self._lock:
+            self._handlers = [h for h in self._handlers if h is not handler]
+
     # -- lifecycle ---------------------------------------------------------------------------
 
     def start(self) -> threading.Thread:

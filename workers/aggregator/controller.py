@@ -13,7 +13,8 @@ Flow:
   has not passed wait in the pool; a pod turning available later requeues the protector then.
 
 Every ``start`` builds a fresh run (queue, informers, threads) from the context it is given, so a
-controller stopped on a lost lease or a pause can be started again under a new fence.
+controller stopped on a lost lease or a pause can be started again under a new fence. The
+PodProtector informer is the exception: the aggregators of one process share it (shared.py).
 """
 
 from __future__ import annotations
@@ -44,10 +45,10 @@ from workers.aggregator.podcache import (
     counting_view,
     pod_transform,
     slim_pod_with_times,
-    slim_protector,
 )
 from workers.aggregator.pool import NextEventPool
 from workers.aggregator.reconcile import history_defaults, jittered_delay, reconcile_cell
+from workers.aggregator.shared import SharedProtectors, acquire_protectors
 from workers.aggregator.synctime import SyncClock, SyncTimeAlgorithm, event_time
 from workers.aggregator.update_trigger import UpdateTrigger
 from workers.controller import ControllerContext, LostLeadership
@@ -237,22 +238,16 @@ class _Run:
         self.threads: list[threading.Thread] = []
         self._pool_published: tuple[int, float] = (-1, 0.0)  # (size, monotonic time)
 
-        self.protectors = Informer(
-            self.core,
-            PODPROTECTORS,
-            name=f"{controller.name}/podprotectors",
-            namespace=config.core.namespace or None,
-            transform=slim_protector,
-            observer=_StreamObserver(self, pods=False),
+        # Created in start(): the PodProtector informer is shared with the process's other
+        # aggregators of the same core cluster (shared.py).
+        self.protector_handler = FunctionHandler(
+            add=self.protector_added,
+            update=self.protector_updated,
+            delete=self.protector_deleted,
         )
-        self.lookup = ProtectorLookup(self.protectors)
-        self.protectors.add_handler(
-            FunctionHandler(
-                add=self.protector_added,
-                update=self.protector_updated,
-                delete=self.protector_deleted,
-            )
-        )
+        self.shared: SharedProtectors | None = None
+        self.protectors: Informer
+        self.lookup: ProtectorLookup
 
         cell_config = config.cell(self.cell_id)
         self.pods = Informer(
@@ -296,7 +291,14 @@ class _Run:
 
     def start(self) -> None:
         self.observer.started()
-        self.protectors.start()
+        self.shared = acquire_protectors(
+            self.core,
+            self.controller.config.core.namespace or None,
+            self.protector_handler,
+            self.protector_watch_failed,
+        )
+        self.protectors = self.shared.informer
+        self.lookup = self.shared.lookup
         self.pods.start()
         for index in range(max(self.controller.workers, 1)):
             thread = threading.Thread(
@@ -315,11 +317,13 @@ class _Run:
             self.trigger.stop(timeout=0)
         # Signal everything before waiting for anything: the threads wind down together.
         self.pods.stop(timeout=0)
-        self.protectors.stop(timeout=0)
+        # The last user stops the shared informer (signalled now, waited for below).
+        last = self.shared.release(timeout=0) if self.shared is not None else False
         if self.trigger is not None:
             self.trigger.stop(timeout=max(deadline - time.monotonic(), 0.1))
         self.pods.stop(timeout=max(deadline - time.monotonic(), 0.1))
-        self.protectors.stop(timeout=max(deadline - time.monotonic(), 0.1))
+        if last:
+            self.protectors.stop(timeout=max(deadline - time.monotonic(), 0.1))
         for thread in self.threads:
             if thread is not threading.current_thread():
                 # A worker in the middle of a write finishes it (the fence stops it when the
@@ -378,10 +382,18 @@ class _Run:
         for key in keys:
             self.schedule(key)
 
+    def protector_watch_failed(self, message: str) -> None:
+        if not self.stopping.is_set():
+            self.context.report(message)
+
     def protector_added(self, obj: dict) -> None:
+        if self.stopping.is_set():
+            return  # the shared informer may deliver one last event while we leave it
         self.schedule(object_key(obj), obj)
 
     def protector_updated(self, old: dict, new: dict) -> None:
+        if self.stopping.is_set():
+            return
         key = object_key(new)
         with self.lock:
             own = self.own_writes.get(key)
