@@ -189,18 +189,17 @@ class AggregatorController:
 
 
 class _StreamObserver(LoggingInformerObserver):
-    """Logs like every informer, and tells the run what matters to it: a failing watch is
-    reported to the runtime (the console shows why a cell is not aggregated), and a completed
-    pod list proves the pod cache current."""
+    """The pod informer's observer: logs like every informer, and tells the run what matters
+    to it: a failing watch is reported to the runtime (the console shows why a cell is not
+    aggregated), and a completed pod list proves the pod cache current. (The PodProtector
+    informer is shared by the process's aggregators: workers/aggregator/shared.py.)"""
 
-    def __init__(self, run: _Run, *, pods: bool) -> None:
+    def __init__(self, run: _Run) -> None:
         self._run = run
-        self._pods = pods
 
     def listed(self, informer: str, count: int, resource_version: str) -> None:
         super().listed(informer, count, resource_version)
-        if self._pods:
-            self._run.pods_listed()
+        self._run.pods_listed()
 
     def watch_failed(self, informer: str, error: Exception, retry_in: float) -> None:
         super().watch_failed(informer, error, retry_in)
@@ -257,7 +256,7 @@ class _Run:
             namespace=(cell_config.namespace if cell_config else "") or None,
             label_selector=config.aggregator.pod_label_selector or None,
             transform=pod_transform(self.algorithm.value),
-            observer=_StreamObserver(self, pods=True),
+            observer=_StreamObserver(self),
         )
         self.candidates = PodCandidates(self.pods)
         self.pods.add_handler(
