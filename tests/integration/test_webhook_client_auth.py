@@ -36,8 +36,10 @@ from kubernetes import client as k8s
 from demo.layout import free_port
 from tests.integration.conftest import Clusters, start_sandbox, stop_sandbox
 from tests.integration.webhook_env import (
+    DENIED_429,
     GUNICORN,
     REPO,
+    RETRY_409,
     Webhook,
     WebhookEnv,
     create_protector,
@@ -55,8 +57,6 @@ pytestmark = pytest.mark.integration
 
 CELLS = ("cell-a", "cell-b")
 APISERVER_CN = "kube-apiserver-webhook-client"
-DENIED_429 = "reports too few available replicas to admit pod deletion"
-RETRY_409 = "has full admission buffer and is temporarily unable to admit pod deletion"
 CERT_REQUIRED = "client certificate required"
 SANDBOX_ONLY = (
     "sandbox-only: needs a kube-apiserver started with --admission-control-config-file that "

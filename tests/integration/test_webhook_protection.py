@@ -22,6 +22,8 @@ import pytest
 from kubernetes import client as k8s
 
 from tests.integration.webhook_env import (
+    DENIED_429,
+    RETRY_409,
     WebhookEnv,
     create_protector,
     delete_review,
@@ -37,8 +39,6 @@ from tests.integration.webhook_env import (
 pytestmark = pytest.mark.integration
 
 CELLS = ("cell-a", "cell-b")
-DENIED_429 = "reports too few available replicas to admit pod deletion"
-RETRY_409 = "has full admission buffer and is temporarily unable to admit pod deletion"
 
 
 @pytest.fixture(scope="module")

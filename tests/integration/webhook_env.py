@@ -38,6 +38,11 @@ GROUP, VERSION, PLURAL = "podseidon.kubewharf.io", "v1alpha1", "podprotectors"
 GUNICORN = str(Path(sys.executable).parent / "gunicorn")
 
 
+# What the webhook says when it refuses (docs/design.md §4 "Webhook decision").
+DENIED_429 = "reports too few available replicas to admit pod deletion"
+RETRY_409 = "has full admission buffer and is temporarily unable to admit pod deletion"
+
+
 def stop_process(process: subprocess.Popen[bytes], timeout: float = 30) -> int:
     """SIGTERM, then SIGKILL if it has not exited within ``timeout``; its exit code."""
     process.send_signal(signal.SIGTERM)
