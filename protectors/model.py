@@ -22,6 +22,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from functools import cached_property
+from itertools import pairwise
 from typing import Any, ClassVar, Self
 
 from protectors import constants
@@ -393,6 +394,29 @@ class AdmissionHistory(_WireObject):
     # Always written (`"buckets": []`), matching what the recorded status writers send.
     _FIELDS = (_Field("buckets", "buckets", _ListOf(Bucket), always_written=True),)
 
+    # Every status write summarizes first, and the webhook's quota summarizes the same
+    # histories again on each batch: these are computed once per (immutable) history.
+    @cached_property
+    def pending(self) -> int:
+        """How many admitted deletions the buckets stand for."""
+        return sum(b.weight for b in self.buckets)
+
+    @cached_property
+    def in_order(self) -> bool:
+        """Whether the buckets are sorted by startTime (oldest first)."""
+        buckets = self.buckets
+        return all(a.start_time <= b.start_time for a, b in pairwise(buckets))
+
+    def known(self, *, pending: int | None = None, in_order: bool | None = None) -> Self:
+        """Seed ``pending`` and ``in_order`` when the caller knows them (compaction keeps the
+        pending count and sorts; appending a newer bucket keeps the order), so that they are
+        not counted again over every bucket."""
+        if pending is not None:
+            self.__dict__["pending"] = pending
+        if in_order is not None:
+            self.__dict__["in_order"] = in_order
+        return self
+
 
 @dataclass(frozen=True, kw_only=True)
 class CellStatus(_WireObject):
@@ -417,10 +441,16 @@ class CellStatus(_WireObject):
     def buckets(self) -> tuple[Bucket, ...]:
         return self.admission_history.buckets
 
-    def with_buckets(self, buckets: Iterable[Bucket]) -> CellStatus:
-        return replace(
-            self, admission_history=replace(self.admission_history, buckets=tuple(buckets))
-        )
+    def with_buckets(
+        self,
+        buckets: Iterable[Bucket],
+        *,
+        pending: int | None = None,
+        in_order: bool | None = None,
+    ) -> CellStatus:
+        """This cell with other buckets; ``pending``/``in_order``: see AdmissionHistory.known."""
+        history = replace(self.admission_history, buckets=tuple(buckets))
+        return replace(self, admission_history=history.known(pending=pending, in_order=in_order))
 
 
 @dataclass(frozen=True, kw_only=True)

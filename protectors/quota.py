@@ -120,17 +120,23 @@ def admit_batch(
     counts = {criterion: _count_at(summary, criterion) for criterion in HealthCriterion}
 
     buckets: dict[str, list[Bucket]] = {c.cell_id: list(c.buckets) for c in current.cells}
-    by_uid: dict[str, dict[str, int]] = {
-        cell_id: {b.pod_uid: i for i, b in enumerate(cell_buckets) if b.pod_uid}
-        for cell_id, cell_buckets in buckets.items()
-    }
+    # Built for the cells the requests name only.
+    by_uid: dict[str, dict[str, int]] = {}
     touched: set[str] = set()
+    # Per cell: buckets appended, and whether any bucket's startTime moved; a cell with only
+    # appended (newest) buckets keeps its order and its pending count grows by that many.
+    added: dict[str, int] = {}
+    refreshed: set[str] = set()
     decided: dict[int, AdmissionResult] = {}
 
     for index in reversed(range(len(requests))):
         request = requests[index]
         cell_buckets = buckets.setdefault(request.cell_id, [])
-        cell_uids = by_uid.setdefault(request.cell_id, {})
+        cell_uids = by_uid.get(request.cell_id)
+        if cell_uids is None:
+            cell_uids = by_uid[request.cell_id] = {
+                b.pod_uid: i for i, b in enumerate(cell_buckets) if b.pod_uid
+            }
 
         existing = cell_uids.get(request.pod_uid) if request.pod_uid else None
         if existing is not None:
@@ -139,6 +145,7 @@ def admit_batch(
             if refresh_due(bucket, now, refresh_after):
                 cell_buckets[existing] = replace(bucket, start_time=now)
                 touched.add(request.cell_id)
+                refreshed.add(request.cell_id)
             decided[index] = AdmissionResult.ALREADY_ADMITTED
             continue
 
@@ -174,6 +181,7 @@ def admit_batch(
             )
         )
         touched.add(request.cell_id)
+        added[request.cell_id] = added.get(request.cell_id, 0) + 1
         decided[index] = result
 
     status = current
@@ -181,7 +189,17 @@ def admit_batch(
         for cell_id in buckets:
             if cell_id in touched:
                 cell = status.cell(cell_id) or CellStatus(cell_id=cell_id)
-                status = status.with_cell(cell.with_buckets(buckets[cell_id]))
+                if cell_id in refreshed:
+                    cell = cell.with_buckets(buckets[cell_id])
+                else:
+                    before = cell.admission_history
+                    cell = cell.with_buckets(
+                        buckets[cell_id],
+                        pending=before.pending + added.get(cell_id, 0),
+                        in_order=before.in_order
+                        and (not before.buckets or before.buckets[-1].start_time <= now),
+                    )
+                status = status.with_cell(cell)
         status = summarize(status, config)
     return QuotaOutcome(
         results=tuple(decided[i] for i in range(len(requests))),

@@ -9,11 +9,15 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import replace
 from datetime import timedelta
+from operator import attrgetter
 
 from protectors.history_config import DEFAULT_HISTORY_CONFIG, EffectiveHistoryConfig
 from protectors.model import Bucket, Status, Summary
 
 __all__ = ["compact_buckets", "latency_millis", "summarize"]
+
+
+_START = attrgetter("start_time")
 
 
 def compact_buckets(buckets: Iterable[Bucket], threshold: int) -> tuple[Bucket, ...]:
@@ -24,7 +28,7 @@ def compact_buckets(buckets: Iterable[Bucket], threshold: int) -> tuple[Bucket, 
     them, and counts all their deletions. No pod is named in it any more. A threshold below 1
     is treated as 1.
     """
-    ordered = sorted(buckets, key=lambda b: b.start_time)
+    ordered = sorted(buckets, key=_START)
     threshold = max(threshold, 1)
     if len(ordered) <= threshold:
         return tuple(ordered)
@@ -53,9 +57,14 @@ def summarize(status: Status, config: EffectiveHistoryConfig = DEFAULT_HISTORY_C
     total = available = ready = scheduled = running = pending = 0
     max_latency: int | None = None
     for cell in status.cells:
-        buckets = compact_buckets(cell.buckets, config.compact_threshold)
-        if buckets != cell.buckets:
-            cell = cell.with_buckets(buckets)
+        history = cell.admission_history
+        buckets = history.buckets
+        if not history.in_order or len(buckets) > max(config.compact_threshold, 1):
+            buckets = compact_buckets(buckets, config.compact_threshold)
+            if buckets != cell.buckets:
+                # Compaction sorts and keeps the total weight.
+                cell = cell.with_buckets(buckets, pending=history.pending, in_order=True)
+                history = cell.admission_history
         cells.append(cell)
 
         aggregation = cell.aggregation
@@ -64,7 +73,7 @@ def summarize(status: Status, config: EffectiveHistoryConfig = DEFAULT_HISTORY_C
         ready += aggregation.ready_replicas
         scheduled += aggregation.scheduled_replicas
         running += aggregation.running_replicas
-        pending += sum(b.weight for b in buckets)
+        pending += history.pending
         # How far the newest admitted deletion is ahead of what the cell's stream has seen.
         if buckets and aggregation.last_event_time is not None:
             lag = latency_millis(buckets[-1].start_time - aggregation.last_event_time)

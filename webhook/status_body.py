@@ -21,12 +21,18 @@ from typing import Any
 
 from protectors.model import CellStatus, PodProtector, Status
 
+_Known = dict[int, tuple[object, Any]]
+
 
 class StatusBodies:
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        # Per PodProtector key: the status object last written, and its JSON.
-        self._last: dict[str, tuple[Status, dict[str, Any]]] = {}
+        # Per PodProtector key: the status object last written, and the JSON of each of its
+        # cells and buckets by id(object) (the object kept beside it: a recycled id never
+        # matches).
+        self._last: dict[str, tuple[Status, _Known]] = {}
+        # Per key: the body last built, and the same map for it, until it is written.
+        self._built: dict[str, tuple[dict[str, Any], _Known]] = {}
 
     def body(self, key: str, protector: PodProtector, base: PodProtector) -> dict[str, Any]:
         """``protector.to_dict()``, reusing the JSON of whatever ``base`` shares with the last
@@ -38,21 +44,30 @@ class StatusBodies:
             return protector.to_dict()
         if _parsed(protector) or _parsed(status):
             return protector.to_dict()  # keeps the keys it was parsed with: not ours to redo
-        known = _known_json(*last)
+        built: _Known = {}
         out = replace(protector, status=None).to_dict()
-        out["status"] = _status_json(status, known)
+        out["status"] = _status_json(status, last[1], built)
+        with self._lock:
+            self._built[key] = (out, built)
         return out
 
     def written(self, key: str, protector: PodProtector, body: dict[str, Any]) -> None:
         """``body`` (the JSON of ``protector``) was accepted by the core cluster."""
+        with self._lock:
+            built = self._built.pop(key, None)
         if protector.status is None or not isinstance(body.get("status"), dict):
             return self.forget(key)
+        if built is not None and built[0] is body:
+            known = built[1]
+        else:
+            known = _known_json(protector.status, body["status"])
         with self._lock:
-            self._last[key] = (protector.status, body["status"])
+            self._last[key] = (protector.status, known)
 
     def forget(self, key: str) -> None:
         with self._lock:
             self._last.pop(key, None)
+            self._built.pop(key, None)
 
 
 def _parsed(obj: object) -> bool:
@@ -61,10 +76,9 @@ def _parsed(obj: object) -> bool:
     return getattr(obj, "_shape", None) is not None
 
 
-def _known_json(status: Status, json: dict[str, Any]) -> dict[int, tuple[object, Any]]:
-    """id(object) -> (object, its JSON) for the cells and buckets of a written status. The
-    object is kept beside its id so that a recycled id can never match."""
-    known: dict[int, tuple[object, Any]] = {}
+def _known_json(status: Status, json: dict[str, Any]) -> _Known:
+    """The map of a status whose body was not built here (the first write of a key)."""
+    known: _Known = {}
     cells = json.get("cells") or []
     if len(cells) != len(status.cells):
         return known
@@ -78,28 +92,39 @@ def _known_json(status: Status, json: dict[str, Any]) -> dict[int, tuple[object,
     return known
 
 
-def _reuse(obj: object, known: dict[int, tuple[object, Any]]) -> Any:
-    hit = known.get(id(obj))
-    return hit[1] if hit is not None and hit[0] is obj else None
-
-
-def _status_json(status: Status, known: dict[int, tuple[object, Any]]) -> dict[str, Any]:
+def _status_json(status: Status, known: _Known, built: _Known) -> dict[str, Any]:
     out = replace(status, cells=()).to_dict()
     cells = []
     for cell in status.cells:
-        json = _reuse(cell, known)
-        cells.append(json if json is not None else _cell_json(cell, known))
+        hit = known.get(id(cell))
+        if hit is not None and hit[0] is cell:
+            json = hit[1]
+            _carry(cell, known, built)
+        else:
+            json = _cell_json(cell, known, built)
+        built[id(cell)] = (cell, json)
+        cells.append(json)
     out["cells"] = cells
     return out
 
 
-def _cell_json(cell: CellStatus, known: dict[int, tuple[object, Any]]) -> dict[str, Any]:
+def _carry(cell: CellStatus, known: _Known, built: _Known) -> None:
+    # An unchanged cell's buckets stay known for the next body.
+    for bucket in cell.buckets:
+        hit = known.get(id(bucket))
+        if hit is not None:
+            built[id(bucket)] = hit
+
+
+def _cell_json(cell: CellStatus, known: _Known, built: _Known) -> dict[str, Any]:
     if _parsed(cell) or _parsed(cell.admission_history):
         return cell.to_dict()
     out = cell.with_buckets(()).to_dict()
     buckets = []
     for bucket in cell.buckets:
-        json = _reuse(bucket, known)
-        buckets.append(json if json is not None else bucket.to_dict())
+        hit = known.get(id(bucket))
+        json = hit[1] if hit is not None and hit[0] is bucket else bucket.to_dict()
+        built[id(bucket)] = (bucket, json)
+        buckets.append(json)
     out["admissionHistory"]["buckets"] = buckets
     return out

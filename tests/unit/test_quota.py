@@ -8,7 +8,15 @@ import pytest
 
 from protectors.health import Contributions, HealthCriterion
 from protectors.history_config import EffectiveHistoryConfig
-from protectors.model import Aggregation, Bucket, CellStatus, PodProtector, Spec, Status
+from protectors.model import (
+    AdmissionHistory,
+    Aggregation,
+    Bucket,
+    CellStatus,
+    PodProtector,
+    Spec,
+    Status,
+)
 from protectors.quota import AdmissionResult, DeletionRequest, admit_batch
 
 NOW = datetime(2026, 11, 21, 18, 30, tzinfo=UTC)
@@ -399,3 +407,56 @@ def test_written_status_is_go_shaped():
 def test_naive_now_is_refused():
     with pytest.raises(ValueError, match="naive"):
         admit_batch(_simple(), EffectiveHistoryConfig(), [req("p1")], datetime(2026, 11, 21))
+
+
+def _fresh(history):
+    """The same buckets in a history whose cached figures are computed from scratch."""
+    return AdmissionHistory(buckets=tuple(history.buckets))
+
+
+# (existing buckets of cell "a", requests, compaction threshold): the quota seeds each new
+# history's pending count and order instead of counting again; they must match a recount.
+SEED_CASES = {
+    "append-to-empty": ([], [req("p1")], 100),
+    "append-to-sorted": ([pending("x")], [req("p1"), req("p2")], 100),
+    "refresh-moves-a-bucket": (
+        [(("a", Bucket(start_time=NOW - timedelta(seconds=9), pod_uid="x")))],
+        [req("x"), req("p1")],
+        100,
+    ),
+    "existing-out-of-order": (
+        [
+            ("a", Bucket(start_time=EARLIER, pod_uid="late")),
+            ("a", Bucket(start_time=EARLIER - timedelta(seconds=1), pod_uid="early")),
+        ],
+        [req("p1")],
+        100,
+    ),
+    "newer-bucket-than-now": (
+        [("a", Bucket(start_time=NOW + timedelta(seconds=1), pod_uid="future"))],
+        [req("p1")],
+        100,
+    ),
+    "compacted-counter": ([compacted(7), pending("x")], [req("p1")], 100),
+    "compaction-triggered": (
+        [
+            ("a", Bucket(start_time=EARLIER + timedelta(milliseconds=i), pod_uid=f"o{i}"))
+            for i in range(4)
+        ],
+        [req("p1"), req("p2")],
+        3,
+    ),
+    "other-cell": ([pending("x")], [req("p1", cell="b")], 100),
+}
+
+
+@pytest.mark.parametrize("case", SEED_CASES.values(), ids=SEED_CASES.keys())
+def test_seeded_history_figures_match_a_recount(case):
+    buckets, requests, threshold = case
+    ppr = protector(Case("seed", 0, requests, [], available=10, buckets=buckets))
+    outcome = admit_batch(ppr, EffectiveHistoryConfig(compact_threshold=threshold), requests, NOW)
+    for cell in outcome.status.cells:
+        history = cell.admission_history
+        assert history.pending == _fresh(history).pending, cell.cell_id
+        assert history.in_order == _fresh(history).in_order, cell.cell_id
+        assert history.in_order, "summarize leaves every cell sorted"
