@@ -6,20 +6,23 @@ timeout at all. Its pool also retries a timed-out ``PUT`` or ``GET`` up to three
 good timeout would be multiplied. A frozen core cluster (its process stopped, its kernel still
 completing TCP handshakes) then held a review for 30 s, long past kube-apiserver's own deadline.
 
-Here every request carries one ``urllib3.Timeout(total=budget)``: the TCP connect and the TLS
-handshake are bounded by the budget, and the wait for the answer by what is left of it; nothing
-is retried. The transport (TLS material, client certificates, proxy) and the credentials (bearer
-token with its refresh hook, impersonation headers) are the same ``ApiClient``'s, so this path
-authenticates exactly as the rest of the product does. Bodies go out as orjson bytes.
+Here every request has one total budget: the TCP connect, the TLS handshake, the write and
+every read of the answer each get what is left of it (``protectors/kube/connections.py``), and
+nothing is retried, but a request whose kept-alive connection the cluster had closed before
+answering (the cluster never answered that one). A peer that trickles the answer a byte at a
+time cannot stretch the budget either: every read gets only what is left of it. The TLS
+settings (CA, client certificates) and the credentials (bearer token with its refresh hook,
+impersonation headers) are the same ``ApiClient``'s, so this path authenticates exactly as the
+rest of the product does. Bodies go out as orjson bytes, with the headers in one write.
 
-A hung peer cannot hold a request past its budget. A peer that trickles a byte just before each
-read would (every ``recv`` gets what was left at the start of the read); that is a misbehaving
-server, not a stopped one, and the review's batch deadline still releases everyone but the
-writing thread.
+The pool is ours, not urllib3's: a status PUT costs about half the client CPU, and it sits on
+the path of every protected deletion. Only a configuration with a proxy keeps urllib3 (with one
+``urllib3.Timeout(total=budget)`` and no retries), as the pool does not speak to proxies.
 """
 
 from __future__ import annotations
 
+import http.client
 from typing import Any
 
 import orjson
@@ -31,6 +34,7 @@ from urllib3.exceptions import NewConnectionError
 from urllib3.exceptions import TimeoutError as Urllib3TimeoutError
 
 from protectors.kube.client import KubeError, Resource
+from protectors.kube.connections import ConnectionPool, uses_proxy
 
 
 class NoAnswer(KubeError):
@@ -46,10 +50,16 @@ class BoundedClient:
 
     def __init__(self, api_client: ApiClient, *, pool_size: int = 16) -> None:
         self._api = api_client
-        # Our own pool, sized for the webhook's concurrent writes (the ApiClient's holds 4, one
-        # of them taken by the informer's watch); connections are kept alive between reviews.
-        self._pool = RESTClientObject(api_client.configuration, maxsize=pool_size).pool_manager
-        self._host = api_client.configuration.host.rstrip("/")
+        configuration = api_client.configuration
+        # Our own pool, sized for the webhook's concurrent writes (the ApiClient's is shared with
+        # the informer and the other requests); connections are kept alive between reviews.
+        self._pool: ConnectionPool | None = None
+        self._proxied: Any = None
+        if uses_proxy(api_client):
+            self._proxied = RESTClientObject(configuration, maxsize=pool_size).pool_manager
+        else:
+            self._pool = ConnectionPool(configuration, size=pool_size)
+        self._host = configuration.host.rstrip("/")
 
     def _headers(self) -> dict[str, str]:
         headers = dict(self._api.default_headers)
@@ -63,8 +73,26 @@ class BoundedClient:
         what = f"{method} {path}"
         if budget <= 0:
             raise NoAnswer(what, 0.0)
+        if self._pool is None:
+            status, reason, data = self._request_via_proxy(what, method, path, budget, body)
+        else:
+            try:
+                status, reason, data = self._pool.request(
+                    method, path, self._headers(), body, budget
+                )
+            except TimeoutError:
+                raise NoAnswer(what, budget) from None
+            except (OSError, http.client.HTTPException) as error:
+                raise KubeError(0, "Unreachable", f"{what}: {error}") from None
+        if not 200 <= status <= 299:
+            raise _api_error(status, reason, data)
+        return orjson.loads(data) if data else None
+
+    def _request_via_proxy(
+        self, what: str, method: str, path: str, budget: float, body: bytes | None
+    ) -> tuple[int, str, bytes]:
         try:
-            response = self._pool.request(
+            response = self._proxied.request(
                 method,
                 self._host + path,
                 body=body,
@@ -80,10 +108,7 @@ class BoundedClient:
             raise NoAnswer(what, budget) from None
         except (Urllib3HTTPError, OSError) as error:
             raise KubeError(0, "Unreachable", f"{what}: {error}") from None
-        data = response.data
-        if not 200 <= response.status <= 299:
-            raise _api_error(response.status, response.reason or "", data)
-        return orjson.loads(data) if data else None
+        return response.status, response.reason or "", response.data
 
     def get(self, resource: Resource, namespace: str | None, name: str, budget: float) -> dict:
         return self.request("GET", resource.path(namespace, name), budget)

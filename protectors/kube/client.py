@@ -1,15 +1,18 @@
 """A thin, resource-generic Kubernetes client returning plain dicts.
 
-The official ``kubernetes`` client does the transport (kubeconfig, in-cluster config, TLS,
-bearer tokens, impersonation); we call its ``ApiClient.call_api`` with our own paths so one code
-path serves pods, workloads and PodProtectors alike, and so objects stay the JSON dicts that the
-domain model parses (deserialising into generated model classes and back would cost time on the
-webhook's hot path and drop fields the model does not know).
+The official ``kubernetes`` client supplies the configuration (kubeconfig, in-cluster config,
+TLS, bearer tokens, impersonation) and streams the watches (``ApiClient.call_api``); every other
+request goes out through ``transport.py`` over a lean connection pool (``connections.py``). We
+use our own paths so one code path serves pods, workloads and PodProtectors alike, and so
+objects stay the JSON dicts that the domain model parses (deserialising into generated model
+classes and back would cost time on the webhook's hot path and drop fields the model does not
+know).
 """
 
 from __future__ import annotations
 
 import contextlib
+import http.client
 import random
 import socket
 import threading
@@ -122,10 +125,10 @@ def api_client_for(access: ClusterAccess) -> k8s_client.ApiClient:
             client_configuration=configuration,
             persist_config=False,
         )
-    # The pool keeps this many connections per host for reuse (default: 5 per CPU). Every open
-    # watch holds one, and a process running several controllers shares one client per
-    # cluster; a connection beyond the pool's size is closed after its request, so the next
-    # one pays a new TLS handshake.
+    # Each pool keeps this many connections per host for reuse (default: 5 per CPU): the urllib3
+    # one, where every open watch holds one, and the request pool of connections.py. A process
+    # running several controllers shares one client per cluster; a connection beyond a pool's
+    # size is closed after its request, so the next one pays a new TLS handshake.
     configuration.connection_pool_maxsize = max(
         configuration.connection_pool_maxsize or 0, transport.POOL_SIZE
     )
@@ -197,7 +200,7 @@ class KubeClient:
             headers.update(self.before_write())
         query_params = [(k, _query_value(v)) for k, v in (query or {}).items() if v is not None]
         try:
-            # Not call_api: orjson straight onto the same pool (protectors/kube/transport.py).
+            # Not call_api: orjson over a lean pool of our own (protectors/kube/transport.py).
             data = transport.send(
                 self.api_client,
                 method,
@@ -209,7 +212,9 @@ class KubeClient:
             )
         except ApiException as error:
             raise KubeError.from_api_exception(error) from None
-        except (Urllib3HTTPError, OSError) as error:
+        except (OSError, http.client.HTTPException, Urllib3HTTPError) as error:
+            # Refused, reset, timed out, a TLS failure or a garbled answer: no API status.
+            # (urllib3's errors come only through a proxy.)
             raise KubeError(0, "Unreachable", f"{method} {path}: {error}") from None
         return orjson.loads(data) if data else None
 

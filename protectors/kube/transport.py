@@ -1,20 +1,23 @@
-"""One request/response exchange over the kubernetes client's own connection pool.
+"""One request/response exchange with the API server, without ``ApiClient.call_api``.
 
-``KubeClient.request`` sends every non-watch request through here instead of
-``ApiClient.call_api``: the same urllib3 pool (TLS settings, client certificates, proxy), the
-same default headers (User-Agent, impersonation) and the same bearer token (read through
-``Configuration.auth_settings()`` on every request, so exec/OIDC token refresh keeps working),
-but the body is serialised once with orjson and nothing walks it first. ``call_api`` runs
-``sanitize_for_serialization`` over every body and ``json.dumps`` after it, which cost the
-aggregator more CPU than its whole reconcile (docs/benchmarks.md, "Controllers").
+``KubeClient.request`` sends every non-watch request through here: the same default headers as
+the kubernetes client (User-Agent, impersonation), the same bearer token (read through
+``Configuration.auth_settings()`` on every request, so exec/OIDC token refresh keeps working)
+and the same TLS settings, but the body is serialised once with orjson and nothing walks it
+first. ``call_api`` runs ``sanitize_for_serialization`` over every body and ``json.dumps`` after
+it, which cost the aggregator more CPU than its whole reconcile (docs/benchmarks.md,
+"Controllers"). The exchange itself goes over a ``connections.ConnectionPool`` (http.client and
+ssl, one per ApiClient), which costs about half the client CPU of the urllib3 pool it replaces;
+only a client configured with a proxy still goes through its urllib3 manager. Watches stay on
+urllib3 (``KubeClient.watch``).
 
 Timeouts: a number is the whole request's deadline, a pair is (connect, read); unlike
-``call_api``, a float is honoured (the kubernetes client only honours ints).
+``call_api``, a float is honoured (the kubernetes client only honours ints). Nothing is retried,
+but a request whose kept-alive connection the server had closed before answering.
 """
 
 from __future__ import annotations
 
-import weakref
 from collections.abc import Mapping, Sequence
 from typing import Any
 from urllib.parse import urlencode
@@ -23,12 +26,14 @@ import orjson
 import urllib3
 from kubernetes import client as k8s_client
 from kubernetes.client.exceptions import ApiException
-from urllib3.util import parse_url
+
+from protectors.kube import connections
 
 __all__ = ["POOL_SIZE", "HttpError", "send", "urllib3_timeout"]
 
-# Connections kept per host: enough for the watches and concurrent writes of every controller
-# of one worker process (each cell's aggregator holds a watch and writes from 2 workers).
+# Connections kept per host, in the urllib3 pool (watches) and in the request pool alike: enough
+# for the watches and concurrent writes of every controller of one worker process (each cell's
+# aggregator holds a watch and writes from 2 workers).
 POOL_SIZE = 64
 
 
@@ -57,24 +62,6 @@ def _auth_headers(configuration: k8s_client.Configuration) -> dict[str, str]:
     return {}
 
 
-# pool manager -> (its pool for the API server's host, the server URL's path prefix): the
-# manager's own lookup parses the URL and builds a pool key on every request.
-_HOST_POOLS: weakref.WeakKeyDictionary[Any, tuple[Any, str]] = weakref.WeakKeyDictionary()
-
-
-def _host_pool(manager: Any, server: str) -> tuple[Any, str] | None:
-    if type(manager) is not urllib3.PoolManager:
-        return None
-    cached = _HOST_POOLS.get(manager)
-    # A pool the manager closed (ApiClient.close(), eviction) is looked up again.
-    if cached is not None and cached[0].pool is not None:
-        return cached
-    base_path = (parse_url(server).path or "").rstrip("/")
-    cached = (manager.connection_from_url(server), base_path)
-    _HOST_POOLS[manager] = cached
-    return cached
-
-
 def send(
     api_client: k8s_client.ApiClient,
     method: str,
@@ -86,7 +73,8 @@ def send(
     timeout: float | tuple[float, float] | None = None,
 ) -> bytes:
     """Send one request and return the response body; raises ``HttpError`` for a non-2xx
-    answer and urllib3/OS errors as they come."""
+    answer, and OSError (TimeoutError included), http.client.HTTPException or, through a
+    proxy, urllib3's errors as they come."""
     configuration = api_client.configuration
     target = path
     if query:
@@ -96,10 +84,11 @@ def send(
     if api_client.cookie:
         all_headers["Cookie"] = api_client.cookie
     payload = None if body is None else orjson.dumps(body)
-    manager = api_client.rest_client.pool_manager
-    host = _host_pool(manager, configuration.host)
-    if host is None:  # a proxy: let the manager address it
-        response = manager.request(
+    pool = connections.pool_for(api_client)
+    if pool is not None:
+        status, reason, data = pool.request(method, target, all_headers, payload, timeout)
+    else:  # through a proxy, which only the urllib3 manager speaks
+        response = api_client.rest_client.pool_manager.request(
             method,
             configuration.host + target,
             body=payload,
@@ -107,19 +96,7 @@ def send(
             timeout=urllib3_timeout(timeout),
             preload_content=True,
         )
-    else:
-        pool, base_path = host
-        response = pool.urlopen(
-            method,
-            base_path + target,
-            body=payload,
-            headers=all_headers,
-            timeout=urllib3_timeout(timeout),
-            preload_content=True,
-            redirect=False,
-            assert_same_host=False,
-        )
-    data = response.data
-    if not 200 <= response.status <= 299:
-        raise HttpError(response.status, response.reason or "", data)
+        status, reason, data = response.status, response.reason or "", response.data
+    if not 200 <= status <= 299:
+        raise HttpError(status, reason, data)
     return data

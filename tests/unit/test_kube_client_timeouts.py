@@ -27,8 +27,6 @@ def silent_url() -> Iterator[str]:
 def _client(url: str, request_timeout: float) -> KubeClient:
     configuration = k8s.Configuration()
     configuration.host = url
-    # urllib3 would retry a timed-out read; one attempt shows the bound itself.
-    configuration.retries = False
     return KubeClient(k8s.ApiClient(configuration), request_timeout=request_timeout)
 
 
