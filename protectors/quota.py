@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from enum import StrEnum
+from operator import attrgetter
 
 from protectors.health import Contributions, HealthCriterion
 from protectors.history_config import EffectiveHistoryConfig
@@ -72,6 +73,9 @@ class QuotaOutcome:
     changed: bool
 
 
+_POD_UID = attrgetter("pod_uid")
+
+
 def _count_at(summary: Summary, criterion: HealthCriterion) -> int:
     return {
         HealthCriterion.AVAILABLE: summary.aggregated_available_replicas,
@@ -81,10 +85,10 @@ def _count_at(summary: Summary, criterion: HealthCriterion) -> int:
     }[criterion]
 
 
-def refresh_due(bucket: Bucket, now: datetime, refresh_after: timedelta) -> bool:
-    """Whether a repeated admission of `bucket`'s pod moves its startTime to `now`: only when it
-    is older than `refresh_after`, and never backwards."""
-    return bucket.start_time < now - refresh_after
+def refresh_due(start_time: datetime, now: datetime, refresh_after: timedelta) -> bool:
+    """Whether a repeated admission of the pod of a bucket that starts at `start_time` moves
+    the startTime to `now`: only when it is older than `refresh_after`, and never backwards."""
+    return start_time < now - refresh_after
 
 
 def admit_batch(
@@ -134,15 +138,16 @@ def admit_batch(
         cell_buckets = buckets.setdefault(request.cell_id, [])
         cell_uids = by_uid.get(request.cell_id)
         if cell_uids is None:
-            cell_uids = by_uid[request.cell_id] = {
-                b.pod_uid: i for i, b in enumerate(cell_buckets) if b.pod_uid
-            }
+            # (A compacted bucket has no uid: its None key is never looked up.)
+            cell_uids = by_uid[request.cell_id] = dict(
+                zip(map(_POD_UID, cell_buckets), range(len(cell_buckets)), strict=True)
+            )
 
         existing = cell_uids.get(request.pod_uid) if request.pod_uid else None
         if existing is not None:
             # Refreshing keeps the aggregator from clearing the bucket before it sees the pod go.
             bucket = cell_buckets[existing]
-            if refresh_due(bucket, now, refresh_after):
+            if refresh_due(bucket.start_time, now, refresh_after):
                 cell_buckets[existing] = replace(bucket, start_time=now)
                 touched.add(request.cell_id)
                 refreshed.add(request.cell_id)

@@ -51,9 +51,11 @@ def latency_millis(delta: timedelta) -> int:
 def summarize(status: Status, config: EffectiveHistoryConfig = DEFAULT_HISTORY_CONFIG) -> Status:
     """`status` with every cell's buckets sorted and compacted and a freshly computed summary.
 
-    Cells whose buckets need no change are kept as they are (same object).
+    Cells whose buckets need no change are kept as they are (same object), and a status that
+    needs no change at all is returned as it is.
     """
     cells = []
+    compacted = False
     total = available = ready = scheduled = running = pending = 0
     max_latency: int | None = None
     for cell in status.cells:
@@ -65,6 +67,7 @@ def summarize(status: Status, config: EffectiveHistoryConfig = DEFAULT_HISTORY_C
                 # Compaction sorts and keeps the total weight.
                 cell = cell.with_buckets(buckets, pending=history.pending, in_order=True)
                 history = cell.admission_history
+                compacted = True
         cells.append(cell)
 
         aggregation = cell.aggregation
@@ -88,4 +91,6 @@ def summarize(status: Status, config: EffectiveHistoryConfig = DEFAULT_HISTORY_C
         aggregated_scheduled=scheduled,
         aggregated_running=running,
     )
+    if not compacted and summary == status.summary:
+        return status  # already summarized (the usual case for a status we wrote ourselves)
     return replace(status, cells=tuple(cells), summary=summary)

@@ -23,7 +23,7 @@ from protectors.history_config import (
     effective_config,
 )
 from protectors.kube.client import KubeError
-from protectors.model import Bucket, PodProtector
+from protectors.model import PodProtector
 from protectors.quota import AdmissionResult, DeletionRequest, admit_batch, refresh_due
 from webhook.batching import BatchTimeout
 from webhook.bounded_client import NoAnswer
@@ -333,9 +333,7 @@ class Decider:
         started = self.protectors.admitted_at(
             protector.namespace, protector.name, request.cell_id, request.pod_uid
         )
-        return started is not None and not refresh_due(
-            Bucket(start_time=started, pod_uid=request.pod_uid), self.now(), refresh_after
-        )
+        return started is not None and not refresh_due(started, self.now(), refresh_after)
 
     @cached_property
     def _refresh_after(self) -> timedelta:

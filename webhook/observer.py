@@ -136,6 +136,9 @@ class WebhookObserver:
         # labels() costs a lock and a tuple per call; every review observes several series.
         self._phases = {name: PHASE.labels(name) for name in PHASES}
         self._requests: dict[tuple[str, str, str, str], Any] = {}
+        self._pod_results: dict[tuple[str, str, bool, str], Any] = {}
+        self._batch_size = BATCH_SIZE.labels(POOL)
+        self._status_writes = STATUS_WRITES.labels(POOL)
 
     def beat(self) -> None:
         HEARTBEAT.labels("webhook").set(time.time())
@@ -189,12 +192,18 @@ class WebhookObserver:
         self, cell_id: str, protector: PodProtector, result: str, rejected: bool
     ) -> None:
         namespace = protector.namespace if self._namespace_labels else ""
-        HANDLE_POD_IN_PPR.labels(cell_id, result, "true" if rejected else "false", namespace).inc()
+        key = (cell_id, result, rejected, namespace)
+        child = self._pod_results.get(key)
+        if child is None:
+            child = self._pod_results[key] = HANDLE_POD_IN_PPR.labels(
+                cell_id, result, "true" if rejected else "false", namespace
+            )
+        child.inc()
 
     # -- BatchObserver -----------------------------------------------------------------------
 
     def batch_executed(self, key: Hashable, size: int) -> None:
-        BATCH_SIZE.labels(POOL).observe(size)
+        self._batch_size.observe(size)
 
     def batch_retry(self, key: Hashable, size: int, delay: float) -> None:
         BATCH_RETRY.labels(POOL).inc()
@@ -203,7 +212,7 @@ class WebhookObserver:
         )
 
     def status_written(self, key: str, size: int) -> None:
-        STATUS_WRITES.labels(POOL).inc()
+        self._status_writes.inc()
 
     def status_conflict(self, key: str) -> None:
         STATUS_CONFLICTS.labels(POOL).inc()

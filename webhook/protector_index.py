@@ -24,8 +24,9 @@ from collections.abc import Mapping
 from dataclasses import replace
 from datetime import datetime
 
-from protectors.model import Bucket, PodProtector, PodProtectorFormatError
+from protectors.model import PodProtector, PodProtectorFormatError
 from protectors.selectors import SelectorError
+from protectors.timefmt import parse_time
 
 logger = logging.getLogger(__name__)
 
@@ -72,11 +73,10 @@ class _Entry:
                 if cell.get("cellID") != cell_id:
                     continue
                 buckets = (cell.get("admissionHistory") or {}).get("buckets") or []
-                starts = [
-                    Bucket.from_dict(b).start_time for b in buckets if b.get("podUID") == pod_uid
-                ]
+                # Only the matching buckets' times are parsed (usually one of a hundred).
+                starts = [parse_time(b["startTime"]) for b in buckets if b.get("podUID") == pod_uid]
                 return max(starts, default=None)
-        except (AttributeError, TypeError, PodProtectorFormatError):
+        except (AttributeError, TypeError, KeyError, ValueError):
             # Not the shape the model reads: let the full parse decide (and log) it.
             return None if self.protector is None else self.admitted_at(cell_id, pod_uid)
         return None

@@ -16,23 +16,33 @@ tests/unit/test_status_body.py compares the two over sequences of quota runs.
 from __future__ import annotations
 
 import threading
-from dataclasses import replace
+from dataclasses import dataclass, replace
+from operator import is_
 from typing import Any
 
-from protectors.model import CellStatus, PodProtector, Status
+from protectors.model import Bucket, CellStatus, PodProtector, Status
 
-_Known = dict[int, tuple[object, Any]]
+
+@dataclass(frozen=True)
+class _CellJson:
+    """One cell as last written: the object, its JSON, and its buckets' JSON in order."""
+
+    cell: CellStatus
+    json: dict[str, Any]
+    buckets: tuple[Bucket, ...]
+    bucket_json: list[Any]
+
+
+_Cells = dict[str, _CellJson]
 
 
 class StatusBodies:
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        # Per PodProtector key: the status object last written, and the JSON of each of its
-        # cells and buckets by id(object) (the object kept beside it: a recycled id never
-        # matches).
-        self._last: dict[str, tuple[Status, _Known]] = {}
-        # Per key: the body last built, and the same map for it, until it is written.
-        self._built: dict[str, tuple[dict[str, Any], _Known]] = {}
+        # Per PodProtector key: the status object last written, and its cells' JSON by cellID.
+        self._last: dict[str, tuple[Status, _Cells]] = {}
+        # Per key: the body last built and its cells, until it is written.
+        self._built: dict[str, tuple[dict[str, Any], _Cells]] = {}
 
     def body(self, key: str, protector: PodProtector, base: PodProtector) -> dict[str, Any]:
         """``protector.to_dict()``, reusing the JSON of whatever ``base`` shares with the last
@@ -44,7 +54,7 @@ class StatusBodies:
             return protector.to_dict()
         if _parsed(protector) or _parsed(status):
             return protector.to_dict()  # keeps the keys it was parsed with: not ours to redo
-        built: _Known = {}
+        built: _Cells = {}
         out = replace(protector, status=None).to_dict()
         out["status"] = _status_json(status, last[1], built)
         with self._lock:
@@ -58,11 +68,11 @@ class StatusBodies:
         if protector.status is None or not isinstance(body.get("status"), dict):
             return self.forget(key)
         if built is not None and built[0] is body:
-            known = built[1]
+            cells = built[1]
         else:
-            known = _known_json(protector.status, body["status"])
+            cells = _cells_of(protector.status, body["status"])
         with self._lock:
-            self._last[key] = (protector.status, known)
+            self._last[key] = (protector.status, cells)
 
     def forget(self, key: str) -> None:
         with self._lock:
@@ -76,55 +86,96 @@ def _parsed(obj: object) -> bool:
     return getattr(obj, "_shape", None) is not None
 
 
-def _known_json(status: Status, json: dict[str, Any]) -> _Known:
-    """The map of a status whose body was not built here (the first write of a key)."""
-    known: _Known = {}
-    cells = json.get("cells") or []
-    if len(cells) != len(status.cells):
-        return known
-    for cell, cell_json in zip(status.cells, cells, strict=True):
-        known[id(cell)] = (cell, cell_json)
+def _cells_of(status: Status, json: dict[str, Any]) -> _Cells:
+    """The cells of a status whose body was not built here (the first write of a key)."""
+    cells: _Cells = {}
+    cells_json = json.get("cells") or []
+    if len(cells_json) != len(status.cells):
+        return cells
+    for cell, cell_json in zip(status.cells, cells_json, strict=True):
         buckets = (cell_json.get("admissionHistory") or {}).get("buckets") or []
-        if len(buckets) != len(cell.buckets):
-            continue
-        for bucket, bucket_json in zip(cell.buckets, buckets, strict=True):
-            known[id(bucket)] = (bucket, bucket_json)
-    return known
+        if len(buckets) == len(cell.buckets):
+            cells[cell.cell_id] = _CellJson(cell, cell_json, cell.buckets, buckets)
+    return cells
 
 
-def _status_json(status: Status, known: _Known, built: _Known) -> dict[str, Any]:
+def _status_json(status: Status, last: _Cells, built: _Cells) -> dict[str, Any]:
     out = replace(status, cells=()).to_dict()
     cells = []
     for cell in status.cells:
-        hit = known.get(id(cell))
-        if hit is not None and hit[0] is cell:
-            json = hit[1]
-            _carry(cell, known, built)
+        before = last.get(cell.cell_id)
+        if before is not None and before.cell is cell:
+            now = before
+        elif _parsed(cell) or _parsed(cell.admission_history):
+            cells.append(cell.to_dict())
+            continue
         else:
-            json = _cell_json(cell, known, built)
-        built[id(cell)] = (cell, json)
-        cells.append(json)
+            now = _cell_json(cell, before)
+        built[cell.cell_id] = now
+        cells.append(now.json)
     out["cells"] = cells
     return out
 
 
-def _carry(cell: CellStatus, known: _Known, built: _Known) -> None:
-    # An unchanged cell's buckets stay known for the next body.
-    for bucket in cell.buckets:
-        hit = known.get(id(bucket))
-        if hit is not None:
-            built[id(bucket)] = hit
+def _same(new: tuple[Bucket, ...], old: tuple[Bucket, ...] | list[Bucket]) -> bool:
+    # Identity, element by element, at C speed.
+    return len(new) == len(old) and all(map(is_, new, old))
 
 
-def _cell_json(cell: CellStatus, known: _Known, built: _Known) -> dict[str, Any]:
-    if _parsed(cell) or _parsed(cell.admission_history):
-        return cell.to_dict()
-    out = cell.with_buckets(()).to_dict()
-    buckets = []
-    for bucket in cell.buckets:
-        hit = known.get(id(bucket))
-        json = hit[1] if hit is not None and hit[0] is bucket else bucket.to_dict()
-        built[id(bucket)] = (bucket, json)
-        buckets.append(json)
-    out["admissionHistory"]["buckets"] = buckets
+def _buckets_json(buckets: tuple[Bucket, ...], before: _CellJson | None) -> list[Any]:
+    """The JSON of ``buckets``, taken from ``before`` where the objects are the same ones.
+
+    The quota's writes change a history in two ways: buckets appended at the end, and the
+    oldest folded into one by compaction; both leave a run of the previous buckets in order.
+    """
+    if before is None:
+        return [b.to_dict() for b in buckets]
+    old, old_json = before.buckets, before.bucket_json
+    # Appended: the previous buckets, then new ones.
+    if len(buckets) >= len(old) and _same(buckets[: len(old)], old):
+        return old_json + [b.to_dict() for b in buckets[len(old) :]]
+    # Compacted: one new bucket for the oldest, then a run of the previous ones, then new ones.
+    if len(buckets) > 1:
+        second = buckets[1]
+        for start in range(min(len(old), _FOLD_SEARCH)):
+            if old[start] is second:
+                run = min(len(old) - start, len(buckets) - 1)
+                if _same(buckets[1 : 1 + run], old[start : start + run]):
+                    return (
+                        [buckets[0].to_dict()]
+                        + old_json[start : start + run]
+                        + [b.to_dict() for b in buckets[1 + run :]]
+                    )
+                break
+    # Anything else (a refreshed startTime reorders them): match object by object.
+    by_id = {id(b): i for i, b in enumerate(old)}
+    out = []
+    for bucket in buckets:
+        i = by_id.get(id(bucket))
+        out.append(old_json[i] if i is not None and old[i] is bucket else bucket.to_dict())
     return out
+
+
+# How far into the previous buckets the first survivor of a compaction is looked for (a
+# compaction folds as many as the batch added, plus one).
+_FOLD_SEARCH = 16
+
+
+def _cell_json(cell: CellStatus, before: _CellJson | None) -> _CellJson:
+    buckets = cell.buckets
+    bucket_json = _buckets_json(buckets, before)
+    history = cell.admission_history
+    if (
+        before is not None
+        and before.cell.cell_id == cell.cell_id
+        and before.cell.aggregation is cell.aggregation
+        and before.cell.extra is cell.extra
+        and before.cell.admission_history.extra is history.extra
+    ):
+        # Only the buckets changed: the rest of the previous cell's JSON stands.
+        out = dict(before.json)
+        out["admissionHistory"] = {**before.json["admissionHistory"], "buckets": bucket_json}
+    else:
+        out = cell.with_buckets(()).to_dict()
+        out["admissionHistory"]["buckets"] = bucket_json
+    return _CellJson(cell, out, buckets, bucket_json)
