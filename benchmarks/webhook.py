@@ -192,7 +192,9 @@ def print_phases(title: str, figures: dict[str, dict[str, float]]) -> None:
 
 
 @contextlib.contextmanager
-def clusters(work: Path, kubeconfigs_dir: Path | None) -> Iterator[dict[str, Path]]:
+def clusters(
+    work: Path, kubeconfigs_dir: Path | None, write_latency_ms: float = 0.0
+) -> Iterator[dict[str, Path]]:
     if kubeconfigs_dir is not None:
         found = {}
         for name in CLUSTERS:
@@ -216,9 +218,13 @@ def clusters(work: Path, kubeconfigs_dir: Path | None) -> Iterator[dict[str, Pat
         for group in (("core",), ("cell-a", "cell-b")):
             state = work / f"sandbox-{group[0]}"
             state.mkdir()
-            processes.append(start_sandbox(state, group))
+            extra = ("--write-latency", str(write_latency_ms / 1000)) if write_latency_ms else ()
+            processes.append(start_sandbox(state, group, extra))
             kubeconfigs.update({n: state / f"{n}.kubeconfig" for n in group})
-        print("clusters: sandbox, core in one process, cell-a and cell-b in another")
+        print(
+            "clusters: sandbox, core in one process, cell-a and cell-b in another; every write "
+            f"waits {write_latency_ms:g} ms first (--write-latency-ms)"
+        )
         yield kubeconfigs
     finally:
         for process in processes:
@@ -671,9 +677,24 @@ def main() -> int:
         help="folder with core, cell-a and cell-b kubeconfigs (NAME or NAME.kubeconfig) to use "
         "instead of starting the sandbox",
     )
+    parser.add_argument(
+        "--write-latency-ms",
+        type=float,
+        default=0.0,
+        help="sandbox only: every write waits this long before it is handled, standing in for "
+        "what kube-apiserver and etcd spend on a write beyond the in-memory store (4.5 makes a "
+        "status PUT cost what the issue measured on a real v1.24 apiserver, 5.6 ms)",
+    )
     parser.add_argument("--json", type=Path, help="also write every figure to this JSON file")
     args = parser.parse_args()
-    out: dict[str, Any] = {"started": datetime.now(UTC).isoformat(timespec="seconds")}
+    if args.write_latency_ms and args.kubeconfigs is not None:
+        parser.error("--write-latency-ms applies to the sandbox, not to --kubeconfigs clusters")
+    if not args.write_latency_ms >= 0:
+        parser.error("--write-latency-ms must be >= 0")
+    out: dict[str, Any] = {
+        "started": datetime.now(UTC).isoformat(timespec="seconds"),
+        "write_latency_ms": args.write_latency_ms,
+    }
     with open("/proc/loadavg") as f:
         out["loadavg_before"] = f.read().split()[:3]
     print(f"machine: load average {' '.join(out['loadavg_before'])} at the start")
@@ -690,7 +711,7 @@ def main() -> int:
 
     with (
         tempfile.TemporaryDirectory(prefix="podseidon-bench-") as tmp,
-        clusters(Path(tmp), args.kubeconfigs) as kubeconfigs,
+        clusters(Path(tmp), args.kubeconfigs, args.write_latency_ms) as kubeconfigs,
     ):
         work = Path(tmp)
         core_api = k8s_config.new_client_from_config(config_file=str(kubeconfigs["core"]))

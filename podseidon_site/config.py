@@ -224,7 +224,7 @@ class WebhookConfig(_Section):
         default=100, description="Random extra wait U[0, jitter) on top of the base."
     )
     batch_window_millis: NonNegativeInt = Field(
-        default=50,
+        default=100,
         description="While deletions of one PodProtector come in a burst (some arrived during "
         "its last status write, within the last second), wait this long before each write so "
         "that more of the burst shares it: fewer writes and conflicts, that much more latency "

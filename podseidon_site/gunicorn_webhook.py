@@ -35,7 +35,10 @@ if _config.webhook.tls.client_ca_file:
     cert_reqs = (
         ssl.CERT_OPTIONAL if _config.webhook.tls.probes_without_client_cert else ssl.CERT_REQUIRED
     )
-workers = int(os.environ.get("GUNICORN_WORKERS", "3"))
+# Two processes serve 3,000-4,000 reviews/s on 2 CPUs, as three did; every process batches
+# status writes on its own and decodes every PodProtector watch event, so fewer processes
+# share more writes (docs/benchmarks.md, "Webhook").
+workers = int(os.environ.get("GUNICORN_WORKERS", "2"))
 # Reviews waiting for a status write hold a thread each; with the core cluster hung they hold
 # it for webhook.core_write_timeout_millis. Idle threads cost little (a stack), and a burst of
 # protected deletions must leave threads for the reviews that need no write: the runtime lets

@@ -106,9 +106,16 @@ def parse_route(cluster: Cluster, path: str) -> Route | None:
 class Handlers:
     """Request handling for one cluster."""
 
-    def __init__(self, cluster: Cluster, timing: WatchTiming | None = None) -> None:
+    def __init__(
+        self, cluster: Cluster, timing: WatchTiming | None = None, write_latency: float = 0.0
+    ) -> None:
         self.cluster = cluster
         self.timing = timing or WatchTiming()
+        # The in-memory store commits a write in microseconds; kube-apiserver spends
+        # milliseconds on each (admission, validation, managedFields, etcd's commit). A write
+        # waits this long, without holding the event loop, before it is handled: its latency
+        # grows as a real one's does, the sandbox's throughput does not change.
+        self.write_latency = write_latency
 
     # -- discovery ---------------------------------------------------------------------------
 
@@ -143,6 +150,8 @@ class Handlers:
             if method != "GET":
                 raise errors.method_not_allowed()
             return await self.watch(request, route)
+        if method != "GET" and self.write_latency > 0:
+            await asyncio.sleep(self.write_latency)
         if route.name:
             if route.subresource == "eviction":
                 if method != "POST":

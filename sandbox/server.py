@@ -36,11 +36,12 @@ def build_app(
     token: str,
     timing: WatchTiming | None = None,
     write_log: IO[str] | None = None,
+    write_latency: float = 0.0,
 ) -> web.Application:
     """The HTTP face of `cluster`, guarded by a bearer `token`; watches end and get bookmarks
     as `timing` says (kube-apiserver's defaults); successful writes are appended to `write_log`
-    as JSON lines when given."""
-    handlers = Handlers(cluster, timing)
+    as JSON lines when given; every write waits `write_latency` seconds first."""
+    handlers = Handlers(cluster, timing, write_latency)
     expected = f"Bearer {token}".encode()
 
     @web.middleware
@@ -171,6 +172,8 @@ class SandboxServer:
     plugin_factories: list[PluginFactory] = field(default_factory=list)
     # Append one JSON line per successful write here (tests of writers, e.g. fencing).
     write_log: Path | None = None
+    # Seconds every write waits before it is handled (see Handlers).
+    write_latency: float = 0.0
     running: dict[str, RunningCluster] = field(default_factory=dict)
     _flusher: asyncio.Task[None] | None = None
     _write_log_file: IO[str] | None = None
@@ -196,7 +199,9 @@ class SandboxServer:
             )
             cluster = Cluster(name, history_window=self.history_window, persistence=persistence)
             token = self._token(name)
-            app = build_app(cluster, token, self.watch_timing, self._write_log_file)
+            app = build_app(
+                cluster, token, self.watch_timing, self._write_log_file, self.write_latency
+            )
             runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=2.0)
             await runner.setup()
             site = web.TCPSite(runner, self.host, port, ssl_context=ssl_context)

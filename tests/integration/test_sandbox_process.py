@@ -157,3 +157,45 @@ def test_sigterm_ends_open_watches(tmp_path: Path, clusters: Clusters) -> None:
     assert time.monotonic() - started < 10
     assert ended.wait(10), "the watch stream did not end on shutdown"
     api.close()
+
+
+def test_write_latency_delays_writes_not_reads_nor_throughput(
+    tmp_path: Path, clusters: Clusters
+) -> None:
+    """--write-latency stands in for kube-apiserver's and etcd's share of a write: every write
+    waits that long, reads do not, and concurrent writes wait side by side."""
+    clusters.require_sandbox("the sandbox's --write-latency option")
+    latency = 0.2
+    state = tmp_path / "state"
+    state.mkdir()
+    process = start_sandbox(state, ("core",), ("--write-latency", str(latency)))
+    try:
+        api = client.CoreV1Api(config.new_client_from_config(str(state / "core.kubeconfig")))
+        started = time.monotonic()
+        api.create_namespaced_config_map("default", {"metadata": {"name": "first"}})
+        assert time.monotonic() - started >= latency
+        started = time.monotonic()
+        for _ in range(3):
+            api.read_namespaced_config_map("first", "default")
+        assert time.monotonic() - started < latency
+        errors: list[BaseException] = []
+
+        def write(i: int) -> None:
+            try:
+                api.create_namespaced_config_map("default", {"metadata": {"name": f"cm-{i}"}})
+                api.patch_namespaced_config_map(f"cm-{i}", "default", {"data": {"k": "v"}})
+            except BaseException as error:  # reported below, in the test's thread
+                errors.append(error)
+
+        threads = [threading.Thread(target=write, args=(i,)) for i in range(8)]
+        started = time.monotonic()
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=30)
+        elapsed = time.monotonic() - started
+        assert not errors
+        # 16 writes one after the other would take 3.2 s; side by side two rounds of 0.2 s.
+        assert 2 * latency <= elapsed < 8 * latency, elapsed
+    finally:
+        assert stop_sandbox(process) == 0
