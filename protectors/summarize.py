@@ -91,6 +91,12 @@ def summarize(status: Status, config: EffectiveHistoryConfig = DEFAULT_HISTORY_C
         aggregated_scheduled=scheduled,
         aggregated_running=running,
     )
-    if not compacted and summary == status.summary:
+    if (
+        not compacted
+        and summary == status.summary
+        # As parsed, a status writes back the keys it came with: only ours is already in shape.
+        and status._shape is None
+        and status.summary._shape is None
+    ):
         return status  # already summarized (the usual case for a status we wrote ourselves)
     return replace(status, cells=tuple(cells), summary=summary)

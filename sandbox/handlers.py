@@ -30,6 +30,8 @@ JSON = "application/json"
 # etcd had lost it (no admission, finalizers ignored, no deletionTimestamp). A real apiserver
 # ignores the unknown parameter and deletes normally, so tests using it are sandbox-only.
 SANDBOX_FORCE_PARAM = "sandboxForce"
+# The methods --write-latency delays.
+_WRITES = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 
 
 @dataclass
@@ -150,7 +152,7 @@ class Handlers:
             if method != "GET":
                 raise errors.method_not_allowed()
             return await self.watch(request, route)
-        if method != "GET" and self.write_latency > 0:
+        if method in _WRITES and self.write_latency > 0:
             await asyncio.sleep(self.write_latency)
         if route.name:
             if route.subresource == "eviction":

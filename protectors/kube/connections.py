@@ -20,6 +20,10 @@ every read of the answer each get what is left of it), so even a peer that trick
 hold a request past it; a ``(connect, read)`` pair bounds the connect (and handshake and write)
 and each read, as urllib3 does. Failures come out as ``OSError`` (``TimeoutError`` for a
 timeout, ``ssl.SSLError`` for TLS) or ``http.client.HTTPException`` for a malformed answer.
+Two steps are not cut short, as with urllib3: resolving the server's name (``getaddrinfo`` takes
+no timeout; a kubeconfig naming its server by IP address never waits on it), and a body larger
+than the socket's buffers written to a peer that reads it slowly (each ``send`` gets what is
+left, but may be followed by another; a status write fits the buffers).
 
 Nothing is retried but one case: a request on a connection taken from the idle list that fails
 before a single byte of the answer arrived (the server closed the idle connection: EOF, reset,

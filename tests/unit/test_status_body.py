@@ -5,6 +5,8 @@ from __future__ import annotations
 import random
 from datetime import UTC, datetime, timedelta
 
+import pytest
+
 from protectors.health import Contributions
 from protectors.history_config import EffectiveHistoryConfig
 from protectors.model import Bucket, PodProtector
@@ -93,3 +95,52 @@ def test_a_base_it_did_not_write_is_serialized_in_full() -> None:
     outcome = admit_batch(other, EffectiveHistoryConfig(), [request], START)
     fresh = other.with_status(outcome.status)
     assert bodies.body("demo/p", fresh, other) == fresh.to_dict()
+
+
+# Cells as another writer left them: keys missing or null where ours always writes them.
+ODD_CELLS = {
+    "no-admission-history": {"cellID": "cell-a", "aggregation": {"totalReplicas": 5}},
+    "admission-history-null": {
+        "cellID": "cell-a",
+        "aggregation": {"totalReplicas": 5, "availableReplicas": 5},
+        "admissionHistory": None,
+    },
+    "aggregation-null": {
+        "cellID": "cell-a",
+        "aggregation": None,
+        "admissionHistory": {"buckets": []},
+    },
+}
+
+
+@pytest.mark.parametrize("cell", ODD_CELLS.values(), ids=ODD_CELLS.keys())
+def test_a_first_write_over_a_parsed_cell_then_ours(cell) -> None:
+    base = PodProtector.from_dict(
+        {
+            "apiVersion": "podseidon.kubewharf.io/v1alpha1",
+            "kind": "PodProtector",
+            "metadata": {"name": "p", "namespace": "demo", "resourceVersion": "1"},
+            "spec": {"minAvailable": 0, "selector": {}},
+            "status": {
+                "cells": [
+                    cell,
+                    {
+                        "cellID": "cell-b",
+                        "aggregation": {"totalReplicas": 9, "availableReplicas": 9},
+                    },
+                ]
+            },
+        }
+    )
+    bodies = StatusBodies()
+    config = EffectiveHistoryConfig()
+    # The first write leaves cell-a as parsed (the request is for cell-b); later ones touch it.
+    for i, cell_id in enumerate(["cell-b", "cell-a", "cell-a", "cell-b"]):
+        request = DeletionRequest(cell_id=cell_id, pod_uid=f"u{i}", contributions=HEALTHY)
+        outcome = admit_batch(base, config, [request], START + timedelta(seconds=i))
+        assert outcome.changed, f"write {i}"
+        sent = base.with_status(outcome.status)
+        body = bodies.body("demo/p", sent, base)
+        assert body == sent.to_dict(), f"write {i}"
+        bodies.written("demo/p", sent, body)
+        base = sent

@@ -230,3 +230,30 @@ def test_summarize_keeps_parsed_cells_verbatim():
 )
 def test_latency_millis(delta, millis):
     assert latency_millis(delta) == millis
+
+
+# A status as parsed writes back the keys it came with; summarize always hands back one in the
+# shape our writers send (every summary field), even when its figures are already right.
+PARSED_STATUSES = {
+    "summary-with-null-and-missing-keys": {"summary": {"maxLatencyMillis": None}},
+    "cells-null": {"cells": None},
+    "empty": {},
+}
+
+
+@pytest.mark.parametrize("raw", PARSED_STATUSES.values(), ids=PARSED_STATUSES.keys())
+def test_summarize_writes_a_parsed_status_in_our_shape(raw):
+    summarized = summarize(Status.from_dict(raw))
+    assert summarized.to_dict() == {
+        "cells": [],
+        "summary": {
+            "totalReplicas": 0,
+            "aggregatedAvailableReplicas": 0,
+            "estimatedAvailableReplicas": 0,
+        },
+    }
+
+
+def test_summarize_returns_our_own_summarized_status_as_it_is():
+    status = summarize(Status(cells=(CellStatus(cell_id="a", aggregation=Aggregation()),)))
+    assert summarize(status) is status
