@@ -170,7 +170,6 @@ def _cell_json(cell: CellStatus, before: _CellJson | None) -> _CellJson:
         # A cell as parsed writes back the keys it came with; ours writes every field.
         and not _parsed(before.cell)
         and not _parsed(before.cell.admission_history)
-        and before.cell.cell_id == cell.cell_id
         and before.cell.aggregation is cell.aggregation
         and before.cell.extra is cell.extra
         and before.cell.admission_history.extra is history.extra
