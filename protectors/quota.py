@@ -10,14 +10,14 @@ the whole batch again, which is why this is a pure function of its inputs.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
 from operator import attrgetter
 
 from protectors.health import Contributions, HealthCriterion
 from protectors.history_config import EffectiveHistoryConfig
-from protectors.model import Bucket, CellStatus, PodProtector, Status, Summary
+from protectors.model import Bucket, CellStatus, PodProtector, Status
 from protectors.summarize import summarize
 from protectors.timefmt import utc
 
@@ -76,15 +76,6 @@ class QuotaOutcome:
 _POD_UID = attrgetter("pod_uid")
 
 
-def _count_at(summary: Summary, criterion: HealthCriterion) -> int:
-    return {
-        HealthCriterion.AVAILABLE: summary.aggregated_available_replicas,
-        HealthCriterion.READY: summary.aggregated_ready,
-        HealthCriterion.RUNNING: summary.aggregated_running,
-        HealthCriterion.SCHEDULED: summary.aggregated_scheduled,
-    }[criterion]
-
-
 def refresh_due(start_time: datetime, now: datetime, refresh_after: timedelta) -> bool:
     """Whether a repeated admission of the pod of a bucket that starts at `start_time` moves
     the startTime to `now`: only when it is older than `refresh_after`, and never backwards."""
@@ -121,7 +112,12 @@ def admit_batch(
     reject_at = protector.spec.min_available
     retry_at = reject_at + lag
     remaining = config.max_concurrent_lag - lag if config.max_concurrent_lag > 0 else None
-    counts = {criterion: _count_at(summary, criterion) for criterion in HealthCriterion}
+    counts = {
+        HealthCriterion.AVAILABLE: summary.aggregated_available_replicas,
+        HealthCriterion.READY: summary.aggregated_ready,
+        HealthCriterion.RUNNING: summary.aggregated_running,
+        HealthCriterion.SCHEDULED: summary.aggregated_scheduled,
+    }
 
     buckets: dict[str, list[Bucket]] = {c.cell_id: list(c.buckets) for c in current.cells}
     # Built for the cells the requests name only.
@@ -148,7 +144,7 @@ def admit_batch(
             # Refreshing keeps the aggregator from clearing the bucket before it sees the pod go.
             bucket = cell_buckets[existing]
             if refresh_due(bucket.start_time, now, refresh_after):
-                cell_buckets[existing] = replace(bucket, start_time=now)
+                cell_buckets[existing] = bucket._evolve(start_time=now)
                 touched.add(request.cell_id)
                 refreshed.add(request.cell_id)
             decided[index] = AdmissionResult.ALREADY_ADMITTED

@@ -7,7 +7,6 @@ describes the cells it is written with.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import replace
 from datetime import timedelta
 from operator import attrgetter
 
@@ -20,15 +19,17 @@ __all__ = ["compact_buckets", "latency_millis", "summarize"]
 _START = attrgetter("start_time")
 
 
-def compact_buckets(buckets: Iterable[Bucket], threshold: int) -> tuple[Bucket, ...]:
+def compact_buckets(
+    buckets: Iterable[Bucket], threshold: int, *, in_order: bool = False
+) -> tuple[Bucket, ...]:
     """Sort buckets by startTime and fold the oldest so that at most `threshold` remain.
 
     When there are more than `threshold`, the oldest `len - threshold + 1` become one bucket
     (so `threshold` remain in all): it starts at the oldest start, ends at the latest end among
     them, and counts all their deletions. No pod is named in it any more. A threshold below 1
-    is treated as 1.
+    is treated as 1. `in_order`: the caller knows they are sorted already.
     """
-    ordered = sorted(buckets, key=_START)
+    ordered = list(buckets) if in_order else sorted(buckets, key=_START)
     threshold = max(threshold, 1)
     if len(ordered) <= threshold:
         return tuple(ordered)
@@ -54,6 +55,8 @@ def summarize(status: Status, config: EffectiveHistoryConfig = DEFAULT_HISTORY_C
     Cells whose buckets need no change are kept as they are (same object), and a status that
     needs no change at all is returned as it is.
     """
+    if status.__dict__.get("_summarized_for") == config:
+        return status  # built by this function for this config: nothing would change
     cells = []
     compacted = False
     total = available = ready = scheduled = running = pending = 0
@@ -62,7 +65,7 @@ def summarize(status: Status, config: EffectiveHistoryConfig = DEFAULT_HISTORY_C
         history = cell.admission_history
         buckets = history.buckets
         if not history.in_order or len(buckets) > max(config.compact_threshold, 1):
-            buckets = compact_buckets(buckets, config.compact_threshold)
+            buckets = compact_buckets(buckets, config.compact_threshold, in_order=history.in_order)
             if buckets != cell.buckets:
                 # Compaction sorts and keeps the total weight.
                 cell = cell.with_buckets(buckets, pending=history.pending, in_order=True)
@@ -98,5 +101,9 @@ def summarize(status: Status, config: EffectiveHistoryConfig = DEFAULT_HISTORY_C
         and status._shape is None
         and status.summary._shape is None
     ):
-        return status  # already summarized (the usual case for a status we wrote ourselves)
-    return replace(status, cells=tuple(cells), summary=summary)
+        done = status  # already summarized (the usual case for a status we wrote ourselves)
+    else:
+        done = status._evolve(cells=tuple(cells), summary=summary)
+    # Immutable, so it stays summarized: the quota summarizes what the last write sent again.
+    done.__dict__["_summarized_for"] = config
+    return done

@@ -37,13 +37,17 @@ class _Entry:
     """One cached PodProtector: its object as the watch delivered it (shared with the informer's
     store, never modified), the spec parsed, the whole object parsed on first use."""
 
-    __slots__ = ("_full", "_invalid", "raw", "shell")
+    __slots__ = ("_full", "_invalid", "_uids", "raw", "shell")
 
     def __init__(self, raw: dict, shell: PodProtector) -> None:
         self.raw = raw
         self.shell = shell
         self._full: PodProtector | None = None if raw.get("status") is not None else shell
         self._invalid = False
+        # Per cell ID: its buckets as delivered and their podUIDs, listed on first use. Every
+        # review of a protected pod asks (the first one of a DELETE finds nothing), and the
+        # version a DELETE's repeat reviews see is the one the next DELETE's first review sees.
+        self._uids: dict[str, tuple[list, list]] = {}
 
     @property
     def protector(self) -> PodProtector | None:
@@ -68,18 +72,27 @@ class _Entry:
         if self._invalid:
             return None
         try:
-            cells = self.raw["status"].get("cells") or []
-            for cell in cells:
-                if cell.get("cellID") != cell_id:
-                    continue
-                buckets = (cell.get("admissionHistory") or {}).get("buckets") or []
-                # Only the matching buckets' times are parsed (usually one of a hundred).
-                starts = [parse_time(b["startTime"]) for b in buckets if b.get("podUID") == pod_uid]
-                return max(starts, default=None)
+            listed = self._uids.get(cell_id)
+            if listed is None:
+                listed = self._uids[cell_id] = self._list(cell_id)
+            buckets, uids = listed
+            matches = uids.count(pod_uid)
+            if matches == 0:
+                return None
+            if matches == 1:
+                return parse_time(buckets[uids.index(pod_uid)]["startTime"])
+            # Only the matching buckets' times are parsed (usually one of a hundred).
+            return max(parse_time(b["startTime"]) for b in buckets if b.get("podUID") == pod_uid)
         except (AttributeError, TypeError, KeyError, ValueError):
             # Not the shape the model reads: let the full parse decide (and log) it.
             return None if self.protector is None else self.admitted_at(cell_id, pod_uid)
-        return None
+
+    def _list(self, cell_id: str) -> tuple[list, list]:
+        for cell in self.raw["status"].get("cells") or []:
+            if cell.get("cellID") == cell_id:
+                buckets = (cell.get("admissionHistory") or {}).get("buckets") or []
+                return buckets, [b.get("podUID") for b in buckets]
+        return [], []
 
 
 def _only_status_changed(old: dict, new: dict) -> bool:

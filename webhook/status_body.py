@@ -16,11 +16,11 @@ tests/unit/test_status_body.py compares the two over sequences of quota runs.
 from __future__ import annotations
 
 import threading
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from operator import is_
 from typing import Any
 
-from protectors.model import Bucket, CellStatus, PodProtector, Status
+from protectors.model import Bucket, CellStatus, PodProtector, Spec, Status, copy_json
 
 
 @dataclass(frozen=True)
@@ -43,6 +43,8 @@ class StatusBodies:
         self._last: dict[str, tuple[Status, _Cells]] = {}
         # Per key: the body last built and its cells, until it is written.
         self._built: dict[str, tuple[dict[str, Any], _Cells]] = {}
+        # Per key: a spec object and its JSON.
+        self._specs: dict[str, tuple[Spec, dict[str, Any]]] = {}
 
     def body(self, key: str, protector: PodProtector, base: PodProtector) -> dict[str, Any]:
         """``protector.to_dict()``, reusing the JSON of whatever ``base`` shares with the last
@@ -55,10 +57,33 @@ class StatusBodies:
         if _parsed(protector) or _parsed(status):
             return protector.to_dict()  # keeps the keys it was parsed with: not ours to redo
         built: _Cells = {}
-        out = replace(protector, status=None).to_dict()
+        out = self._head(key, protector)
         out["status"] = _status_json(status, last[1], built)
         with self._lock:
             self._built[key] = (out, built)
+        return out
+
+    def _head(self, key: str, protector: PodProtector) -> dict[str, Any]:
+        """Everything of ``protector.to_dict()`` but its status. The metadata is the
+        protector's own dict, not a copy (the body is only serialized), and the spec's JSON is
+        made once per spec object: a status write carries the spec it read unchanged."""
+        spec = protector.spec
+        with self._lock:
+            cached = self._specs.get(key)
+        if cached is None or cached[0] is not spec:
+            cached = (spec, spec.to_dict())
+            with self._lock:
+                self._specs[key] = cached
+        metadata = protector.metadata
+        out: dict[str, Any] = {}
+        if protector.api_version is not None:
+            out["apiVersion"] = protector.api_version
+        if protector.kind is not None:
+            out["kind"] = protector.kind
+        out["metadata"] = metadata if type(metadata) is dict else copy_json(metadata)
+        out["spec"] = cached[1]
+        for name, value in protector.extra.items():
+            out[name] = copy_json(value)
         return out
 
     def written(self, key: str, protector: PodProtector, body: dict[str, Any]) -> None:
@@ -78,6 +103,7 @@ class StatusBodies:
         with self._lock:
             self._last.pop(key, None)
             self._built.pop(key, None)
+            self._specs.pop(key, None)
 
 
 def _parsed(obj: object) -> bool:
@@ -100,8 +126,13 @@ def _cells_of(status: Status, json: dict[str, Any]) -> _Cells:
 
 
 def _status_json(status: Status, last: _Cells, built: _Cells) -> dict[str, Any]:
-    out = replace(status, cells=()).to_dict()
-    cells = []
+    # As Status.to_dict() of a status built in code, with the cells taken from the last body.
+    cells: list[Any] = []
+    out: dict[str, Any] = {"cells": cells}
+    if status.summary is not None:
+        out["summary"] = status.summary.to_dict()
+    for name, value in status.extra.items():
+        out[name] = copy_json(value)
     for cell in status.cells:
         before = last.get(cell.cell_id)
         if before is not None and before.cell is cell:
@@ -113,7 +144,6 @@ def _status_json(status: Status, last: _Cells, built: _Cells) -> dict[str, Any]:
             now = _cell_json(cell, before)
         built[cell.cell_id] = now
         cells.append(now.json)
-    out["cells"] = cells
     return out
 
 

@@ -22,6 +22,7 @@ from protectors.model import (
     Spec,
     Status,
     Summary,
+    _WireObject,
 )
 from protectors.selectors import LabelSelector
 
@@ -624,3 +625,48 @@ def test_every_written_path_is_listed():
         _leaf_paths(everything_set["status"], "status")
     )
     assert written == set(WRITTEN_FIELD_PATHS)
+
+
+EVOLVE_CASES = [
+    (Bucket(start_time=T0, pod_uid="u", extra={"x": 1}), {"start_time": T1, "counter": 3}),
+    (CellStatus(cell_id="a"), {"aggregation": Aggregation(total_replicas=2)}),
+    (Status(cells=(CellStatus(cell_id="a"),)), {"summary": Summary(total_replicas=1)}),
+    (PodProtector.from_dict(_ppr()), {"metadata": {"name": "q"}}),
+    (Status.from_dict({"cells": [], "summary": {}, "future": 1}), {"cells": ()}),
+]
+
+
+@pytest.mark.parametrize(("obj", "changes"), EVOLVE_CASES)
+def test_evolve_is_dataclasses_replace(obj, changes):
+    fast, slow = obj._evolve(**changes), replace(obj, **changes)
+    assert fast == slow and type(fast) is type(slow)
+    assert fast.to_dict() == slow.to_dict()
+    assert fast._shape is None
+    for name in fast._DATA_FIELDS:
+        assert getattr(fast, name) is getattr(slow, name)
+
+
+def test_evolve_drops_cached_properties_and_refuses_unknown_fields():
+    history = AdmissionHistory(buckets=(Bucket(start_time=T1), Bucket(start_time=T0)))
+    assert history.in_order is False and history.pending == 2
+    sorted_history = history._evolve(buckets=(Bucket(start_time=T0),))
+    assert sorted_history.in_order is True and sorted_history.pending == 1
+    with pytest.raises(TypeError, match="no field bukets"):
+        history._evolve(bukets=())
+
+
+@pytest.mark.parametrize(
+    "bucket",
+    [
+        Bucket(start_time=T0),
+        Bucket(start_time=T0, pod_uid="", pod_name="", counter=0),
+        Bucket(start_time=T0, pod_uid="u", pod_name="p"),
+        Bucket(start_time=T0, end_time=T1, counter=4),
+        Bucket(start_time=T0, pod_uid="u", extra={"future": [1]}),
+        Bucket.from_dict({"startTime": "2026-11-21T12:00:00Z", "podUID": None, "counter": 0}),
+    ],
+)
+def test_bucket_to_dict_matches_the_generic_serializer(bucket):
+    generic = _WireObject.to_dict(bucket)
+    assert bucket.to_dict() == generic
+    assert list(bucket.to_dict()) == list(generic)

@@ -163,3 +163,22 @@ def test_status_writes_keep_the_parsed_spec_and_a_spec_change_replaces_it(
     labelled["metadata"] = dict(labelled["metadata"], labels={"team": "x"})
     index.on_update(moved, labelled)
     assert index.get("demo", "web").labels == {"team": "x"}
+
+
+def test_admitted_at_takes_the_newest_of_a_pod_listed_twice(index: ProtectorIndex) -> None:
+    # The webhook never writes a pod twice into one cell, but a hand-written status may.
+    buckets = [
+        {"podUID": "u1", "startTime": "2026-11-21T12:00:05Z"},
+        {"podUID": "u2", "startTime": "2026-11-21T12:00:01Z"},
+        {"podUID": "u1", "startTime": "2026-11-21T12:00:03Z"},
+        {"startTime": "2026-11-21T11:00:00Z", "counter": 7},
+    ]
+    index.on_update({}, _with_status(buckets, "5"))
+    first = index.admitted_at("demo", "web", "cell-a", "u1")
+    assert first is not None and first.isoformat() == "2026-11-21T12:00:05+00:00"
+    second = index.admitted_at("demo", "web", "cell-a", "u2")
+    assert second is not None and second.isoformat() == "2026-11-21T12:00:01+00:00"
+    assert index.admitted_at("demo", "web", "cell-a", "u3") is None
+    # A new version is listed afresh.
+    index.on_update({}, _with_status(buckets[1:2], "6"))
+    assert index.admitted_at("demo", "web", "cell-a", "u1") is None

@@ -257,3 +257,23 @@ def test_summarize_writes_a_parsed_status_in_our_shape(raw):
 def test_summarize_returns_our_own_summarized_status_as_it_is():
     status = summarize(Status(cells=(CellStatus(cell_id="a", aggregation=Aggregation()),)))
     assert summarize(status) is status
+
+
+def test_a_summarized_status_is_not_summarized_again_for_the_same_config():
+    config = EffectiveHistoryConfig(compact_threshold=2)
+    buckets = tuple(Bucket(start_time=T0 + timedelta(seconds=i), pod_uid=f"u{i}") for i in range(3))
+    status = summarize(Status(cells=(CellStatus(cell_id="a").with_buckets(buckets),)), config)
+    assert len(status.cell("a").buckets) == 2
+    assert summarize(status, config) is status
+    # Another threshold is another result: the mark is per config.
+    again = summarize(status, EffectiveHistoryConfig(compact_threshold=1))
+    assert len(again.cell("a").buckets) == 1
+    # A copy made from it (another cell, say) is summarized afresh.
+    changed = status.with_cell(CellStatus(cell_id="b").with_buckets(buckets))
+    assert len(summarize(changed, config).cell("b").buckets) == 2
+
+
+def test_compact_buckets_trusts_in_order_only_when_told():
+    late, early = Bucket(start_time=T0 + timedelta(seconds=1)), Bucket(start_time=T0)
+    assert compact_buckets([late, early], 5) == (early, late)
+    assert compact_buckets([early, late], 5, in_order=True) == (early, late)
