@@ -7,8 +7,8 @@ admitted deletion.
         [--compare OPTION=MILLIS[,OPTION=MILLIS]]... [--kubeconfigs DIR] [--json FILE]
 
 Starts its own sandbox clusters (or uses the core, cell-a and cell-b kubeconfigs in
-``--kubeconfigs DIR``) and the real webhook (gunicorn, TLS, 3 workers) on loopback, prints its
-figures and exits. Latencies are compared side by side within one run, because this machine is
+``--kubeconfigs DIR``) and the real webhook (gunicorn, TLS, as many workers as by default) on
+loopback, prints its figures and exits. Latencies are compared side by side within one run, because this machine is
 shared and absolute times drift.
 """
 
@@ -136,6 +136,13 @@ def _samples(metrics: str, name: str) -> dict[tuple[tuple[str, str], ...], float
 
 def _counter(metrics: str, name: str) -> float:
     return sum(_samples(metrics, name).values())
+
+
+def settled_metrics(hook: Any) -> str:
+    """The webhook's metrics once the reviews just answered are in them: it records a review's
+    metrics right after sending the answer, which the caller may already have read."""
+    time.sleep(0.05)
+    return hook.metrics()
 
 
 def phase_figures(before: str, after: str) -> dict[str, dict[str, float]]:
@@ -299,7 +306,7 @@ def side_by_side(
             latencies[kind].append(seconds)
             refused += status != 200
         latencies["status_put"].append(putter.put())
-    return latencies, phase_figures(before, hook.metrics()), refused
+    return latencies, phase_figures(before, settled_metrics(hook)), refused
 
 
 def server_time_per_delete(
@@ -315,7 +322,7 @@ def server_time_per_delete(
         before = hook.metrics()
         for name in names:
             timed_delete(cell, ns, name)
-        after = hook.metrics()
+        after = settled_metrics(hook)
         sums = _samples(after, "webhook_phase_seconds_sum")
         earlier = _samples(before, "webhook_phase_seconds_sum")
         key = (("phase", "server"),)
@@ -407,7 +414,7 @@ def with_aggregator(
     finally:
         aggregator.stopping.set()
         aggregator.join(10)
-    after = hook.metrics()
+    after = settled_metrics(hook)
     return {
         "delete_ms": ms(latencies),
         "bare_delete_ms": ms(reference),
@@ -618,7 +625,7 @@ def write_burst(
             started = time.perf_counter()
             results = list(pool.map(burst, range(concurrent)))
             took = time.perf_counter() - started
-        after = hook.metrics()
+        after = settled_metrics(hook)
     finally:
         unregister(cell.api_client)
     return (
@@ -720,7 +727,11 @@ def main() -> int:
         try:
             (work / "default").mkdir()
             hooks["default"] = start_webhook(
-                work / "default", kubeconfigs, tls_dir=work / "tls", webhook_options={}
+                work / "default",
+                kubeconfigs,
+                tls_dir=work / "tls",
+                webhook_options={},
+                workers=None,
             )
             for i, extra_options in enumerate(args.compare):
                 (work / f"compare-{i}").mkdir()
@@ -730,6 +741,7 @@ def main() -> int:
                     kubeconfigs,
                     tls_dir=work / "tls",
                     webhook_options=extra_options,
+                    workers=None,
                 )
             run(args, hooks, kubeconfigs, core_api, out)
         finally:
@@ -843,9 +855,9 @@ def run(
     body = unmatched_review(ns)
     before = hook.metrics()
     sequential = sequential_reviews(hook, body, 1000)
-    middle = hook.metrics()
+    middle = settled_metrics(hook)
     rate, ok = review_rate(hook, body, args.reviews, args.clients)
-    after = hook.metrics()
+    after = settled_metrics(hook)
     alone, loaded = phase_figures(before, middle), phase_figures(middle, after)
     server = alone.get("server", {})
     out["unmatched_review_client_ms"] = ms(sequential)

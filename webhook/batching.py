@@ -14,8 +14,6 @@ import random
 import threading
 import time
 from collections.abc import Callable, Hashable, Sequence
-from concurrent.futures import Future
-from dataclasses import dataclass
 from typing import Any, Generic, Protocol, TypeVar
 
 Item = TypeVar("Item")
@@ -38,12 +36,40 @@ class BatchObserver(Protocol):
     def batch_waited(self, key: Hashable, seconds: float) -> None: ...
 
 
-@dataclass
+class _Outcome(Generic[Result]):
+    """A submission's result or error. Waiters wait on their key's condition, not on this: a
+    concurrent.futures.Future would bring a lock and a condition of its own per submission."""
+
+    __slots__ = ("_error", "_set", "_value")
+
+    def __init__(self) -> None:
+        self._set = False
+        self._value: Result | None = None
+        self._error: BaseException | None = None
+
+    def done(self) -> bool:
+        return self._set
+
+    def set_result(self, value: Result) -> None:
+        self._value, self._set = value, True
+
+    def set_exception(self, error: BaseException) -> None:
+        self._error, self._set = error, True
+
+    def result(self) -> Result:
+        if self._error is not None:
+            raise self._error
+        return self._value  # type: ignore[return-value]
+
+
 class _Pending(Generic[Item, Result]):
-    item: Item
-    future: Future[Result]
-    deadline: float
-    submitted: float = 0.0
+    __slots__ = ("deadline", "future", "item", "submitted")
+
+    def __init__(self, item: Item, deadline: float, submitted: float) -> None:
+        self.item = item
+        self.future: _Outcome[Result] = _Outcome()
+        self.deadline = deadline
+        self.submitted = submitted
 
 
 class _KeyState(Generic[Item, Result]):
@@ -96,7 +122,7 @@ class RetryBatcher(Generic[Item, Result]):
         idle, runs one batch (everything pending, retries included) and hands over, so nobody
         keeps executing other requests' batches after its own answer is ready.
         """
-        pending: _Pending[Item, Result] = _Pending(item, Future(), deadline, self._clock())
+        pending: _Pending[Item, Result] = _Pending(item, deadline, self._clock())
         with self._lock:
             state = self._keys.get(key)
             if state is None:

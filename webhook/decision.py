@@ -136,6 +136,8 @@ def refusal(
     protector: PodProtector, result: AdmissionResult, criterion: HealthCriterion
 ) -> Verdict | None:
     """The webhook's answer when the quota's ``result`` refuses the deletion, else None."""
+    if result.allows_deletion:
+        return None
     name = f"{protector.namespace}/{protector.name}"
     audit = {AUDIT_KEY_REJECT_BY: name}
     if result is AdmissionResult.RETRY:
@@ -274,8 +276,6 @@ class Decider:
         ``read_only`` is for dry-run requests (``kubectl delete --dry-run=server``): we are
         registered with sideEffects NoneOnDryRun, so they are judged but never recorded.
         """
-        name = f"{protector.namespace}/{protector.name}"
-        audit = {AUDIT_KEY_REJECT_BY: name}
         try:
             if read_only:
                 full = self.protectors.get(protector.namespace, protector.name)
@@ -292,6 +292,8 @@ class Decider:
             else:
                 result = self.batcher.submit(protector.key, request, deadline)
         except BatchTimeout:
+            name = protector.key
+            audit = {AUDIT_KEY_REJECT_BY: name}
             self.observer.pod_in_protector(cell_id, protector, "Timeout", True)
             return Verdict.reject(
                 500,
@@ -300,6 +302,8 @@ class Decider:
                 cause="deadline",
             )
         except (NoAnswer, CoreUnavailable, CoreBusy) as error:
+            name = protector.key
+            audit = {AUDIT_KEY_REJECT_BY: name}
             self.observer.pod_in_protector(cell_id, protector, "Timeout", True)
             if isinstance(error, NoAnswer):
                 why = f"core cluster did not answer within {error.budget * 1000:.0f} ms"
@@ -315,6 +319,8 @@ class Decider:
                 cause=cause,
             )
         except Exception as error:
+            name = protector.key
+            audit = {AUDIT_KEY_REJECT_BY: name}
             self.observer.pod_in_protector(cell_id, protector, "Error", True)
             cause = "core-error" if isinstance(error, KubeError) else "internal"
             return Verdict.reject(500, f"PodProtector {name}: {error}", audit, cause=cause)

@@ -6,10 +6,12 @@ codes from small enums; namespaces and users are added only when the operator op
 
 from __future__ import annotations
 
+import functools
 import logging
+import threading
 import time
-from collections.abc import Hashable
-from typing import Any
+from collections.abc import Callable, Hashable
+from typing import Any, TypeVar
 
 from prometheus_client import Counter, Gauge, Histogram
 
@@ -128,6 +130,58 @@ STATUS_CONFLICTS = Counter(
 POOL = "podprotector-update"
 
 
+# -- after the answer ------------------------------------------------------------------------
+#
+# A review's metrics, its history entry and its log line change nothing in the answer, so the
+# webhook's WSGI entry point (webhook/wsgi.py) has them recorded once the answer is on the wire:
+# between ``deferring()`` and ``flush()`` the observer calls below are queued per thread instead
+# of made. A protected deletion's reviews observe a dozen series (each a lock and a write to the
+# multiprocess file); they are on the critical path of every deletion otherwise.
+
+_pending = threading.local()
+_Method = TypeVar("_Method", bound=Callable[..., None])
+
+
+def deferring() -> list[tuple[Callable[..., Any], tuple[Any, ...]]]:
+    """Queue this thread's observations from now on, until ``flush``; returns the queue."""
+    queued: list[tuple[Callable[..., Any], tuple[Any, ...]]] = []
+    left = getattr(_pending, "queue", None)
+    _pending.queue = queued
+    if left:
+        _run(left)  # a request that was never closed: its observations still count
+    return queued
+
+
+def flush(queued: list[tuple[Callable[..., Any], tuple[Any, ...]]]) -> None:
+    """Stop queuing on this thread and make the queued observations."""
+    if getattr(_pending, "queue", None) is queued:
+        _pending.queue = None
+    _run(queued)
+
+
+def _run(queued: list[tuple[Callable[..., Any], tuple[Any, ...]]]) -> None:
+    for call, args in queued:
+        try:
+            call(*args)
+        except Exception:  # one failing metric must not take the others (or the worker) along
+            logger.exception("recording %s failed", getattr(call, "__qualname__", call))
+    queued.clear()
+
+
+def after_answer(method: _Method) -> _Method:
+    """Queue the call while this thread defers (see ``deferring``), else make it."""
+
+    @functools.wraps(method)
+    def queued_or_now(*args: Any) -> None:
+        queue = getattr(_pending, "queue", None)
+        if queue is None:
+            method(*args)
+        else:
+            queue.append((method, args))
+
+    return queued_or_now  # type: ignore[return-value]
+
+
 class WebhookObserver:
     def __init__(self, options: MetricsConfig | None = None) -> None:
         options = options or MetricsConfig()
@@ -145,6 +199,7 @@ class WebhookObserver:
 
     # -- requests ----------------------------------------------------------------------------
 
+    @after_answer
     def request_done(
         self, cell_id: str, review: ReviewRequest, verdict: Verdict, seconds: float
     ) -> None:
@@ -188,6 +243,7 @@ class WebhookObserver:
 
     # -- DecisionObserver ---------------------------------------------------------------------
 
+    @after_answer
     def pod_in_protector(
         self, cell_id: str, protector: PodProtector, result: str, rejected: bool
     ) -> None:
@@ -202,6 +258,7 @@ class WebhookObserver:
 
     # -- BatchObserver -----------------------------------------------------------------------
 
+    @after_answer
     def batch_executed(self, key: Hashable, size: int) -> None:
         self._batch_size.observe(size)
 
@@ -211,14 +268,17 @@ class WebhookObserver:
             "status of PodProtector %s changed under us; retrying %d in %.2fs", key, size, delay
         )
 
+    @after_answer
     def status_written(self, key: str, size: int) -> None:
         self._status_writes.inc()
 
     def status_conflict(self, key: str) -> None:
         STATUS_CONFLICTS.labels(POOL).inc()
 
+    @after_answer
     def batch_waited(self, key: Hashable, seconds: float) -> None:
         self._phases["batch_wait"].observe(seconds)
 
+    @after_answer
     def phase(self, name: str, seconds: float) -> None:
         self._phases[name].observe(seconds)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import time
 import uuid
 from collections.abc import Iterator
 
@@ -137,8 +138,15 @@ def test_metrics_add_up_across_workers(webhook: Webhook) -> None:
     for _ in range(30):  # with 3 workers, these land on several processes
         assert webhook.post("/cell-b", _review())[0] == 200
         assert webhook.post("/cell-b", b"junk")[0] == 400
-    after = webhook.metrics()
-    assert _sample(after, "webhook_request_count", cell="cell-b") == base_requests + 30
+    # A review's metrics are recorded just after its answer is sent: allow them a moment.
+    deadline = time.monotonic() + 5
+    while True:
+        after = webhook.metrics()
+        counted = _sample(after, "webhook_request_count", cell="cell-b")
+        if counted >= base_requests + 30 or time.monotonic() > deadline:
+            break
+        time.sleep(0.02)
+    assert counted == base_requests + 30
     assert _sample(after, "webhook_http_error_total", cell="cell-b", code="400") == (
         base_errors + 30
     )

@@ -114,16 +114,16 @@ def start_webhook(
     *,
     tls_dir: Path,
     webhook_options: dict[str, Any] | None = None,
-    workers: int = 3,
+    workers: int | None = 3,
     port: int | None = None,
     tls_options: dict[str, Any] | None = None,
     client_cert: tuple[Path, Path] | None = None,
     extra_env: dict[str, str] | None = None,
 ) -> Webhook:
-    """``extra_env`` overrides the environment (e.g. a reachable REDIS_URL); ``port`` when the
-    caller must know it beforehand; ``tls_options`` beside the server
-    certificate in ``webhook.tls``; ``client_cert`` for the helper's own requests (readiness
-    included) to a webhook that demands one."""
+    """``workers``: None for the product's default; ``extra_env`` overrides the environment
+    (e.g. a reachable REDIS_URL); ``port`` when the caller must know it beforehand;
+    ``tls_options`` beside the server certificate in ``webhook.tls``; ``client_cert`` for the
+    helper's own requests (readiness included) to a webhook that demands one."""
     from sandbox.pki import ensure_pki
 
     pki = ensure_pki(tls_dir)
@@ -160,6 +160,8 @@ def start_webhook(
         "PROMETHEUS_MULTIPROC_DIR": str(work_dir / "metrics"),
         **(extra_env or {}),
     }
+    if workers is None:
+        del env["GUNICORN_WORKERS"]  # the product's default (podseidon_site/gunicorn_webhook.py)
     log = work_dir / "gunicorn.log"
     process = subprocess.Popen(
         [GUNICORN, "-c", "python:podseidon_site.gunicorn_webhook"],
