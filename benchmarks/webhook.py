@@ -8,8 +8,8 @@ admitted deletion.
 
 Starts its own sandbox clusters (or uses the core, cell-a and cell-b kubeconfigs in
 ``--kubeconfigs DIR``) and the real webhook (gunicorn, TLS, as many workers as by default) on
-loopback, prints its figures and exits. Latencies are compared side by side within one run, because this machine is
-shared and absolute times drift.
+loopback, prints its figures and exits. Latencies are compared side by side within one run,
+because this machine is shared and absolute times drift.
 """
 
 from __future__ import annotations

@@ -353,6 +353,10 @@ class KubeClient:
         return WatchStream(response, resource.plural, read_timeout)
 
 
+# A chunk-size line longer than this is not HTTP (urllib3 uses the same bound).
+_MAX_CHUNK_LINE = 1024
+
+
 class WatchStream:
     """Newline-delimited watch events from one open response.
 
@@ -380,22 +384,26 @@ class WatchStream:
             self._reading = True
         buffer = b""
         try:
-            for chunk in self._response.stream(amt=65536, decode_content=True):
-                buffer += chunk
-                while (newline := buffer.find(b"\n")) >= 0:
-                    line, buffer = buffer[:newline], buffer[newline + 1 :]
-                    if line.strip():
-                        yield orjson.loads(line)
+            for chunk in self._chunks():
+                if buffer:
+                    chunk, buffer = buffer + chunk, b""
+                start = 0
+                # Events are lines; each usually arrives as one chunk of its own.
+                while (newline := chunk.find(b"\n", start)) >= 0:
+                    if newline - start > 2 or chunk[start:newline].strip():
+                        yield orjson.loads(memoryview(chunk)[start:newline])
+                    start = newline + 1
+                buffer = chunk[start:]
             if buffer.strip():
                 yield orjson.loads(buffer)
-        except Urllib3ReadTimeoutError:
+        except (Urllib3ReadTimeoutError, TimeoutError):
             if not self._closed:
                 raise KubeError(
                     0,
                     WATCH_TIMEOUT_REASON,
                     f"watch {self._what}: nothing received for {self._read_timeout:g} s",
                 ) from None
-        except (Urllib3HTTPError, OSError, ValueError) as error:
+        except (Urllib3HTTPError, OSError, ValueError, http.client.HTTPException) as error:
             if not self._closed:
                 raise KubeError(0, "Unreachable", f"watch {self._what}: {error}") from None
         finally:
@@ -403,6 +411,33 @@ class WatchStream:
                 self._closed = True
                 self._reading = False
             self._release()
+
+    def _chunks(self) -> Iterator[bytes]:
+        """The body's chunks. A watch body is chunked and not compressed: its chunks are read
+        straight from the connection's buffered socket, as urllib3 itself reads them, without
+        its per-chunk bookkeeping (5-10 µs of the 110 µs of CPU a 100-bucket status event
+        costs; every webhook process decodes every status write). Anything else goes through
+        urllib3."""
+        response = self._response
+        raw = getattr(getattr(response, "_fp", None), "fp", None)
+        encoding = (response.headers.get("content-encoding") or "identity").lower()
+        if not response.chunked or raw is None or encoding != "identity":
+            yield from response.stream(amt=65536, decode_content=True)
+            return
+        readline, read = raw.readline, raw.read
+        while True:
+            line = readline(_MAX_CHUNK_LINE + 1)
+            if not line.endswith(b"\n"):
+                if len(line) > _MAX_CHUNK_LINE:
+                    raise http.client.HTTPException("chunk size line too long")
+                raise http.client.IncompleteRead(line)  # the connection ended mid-stream
+            size = int(line.split(b";", 1)[0], 16)  # ValueError on garbage
+            if size == 0:
+                return  # the last chunk (any trailers go with the connection, closed after)
+            data = read(size)
+            if len(data) < size or read(2) != b"\r\n":
+                raise http.client.IncompleteRead(data, size - len(data))
+            yield data
 
     def close(self) -> None:
         """Stop the stream; never blocks, whatever another thread is doing with it."""

@@ -45,7 +45,8 @@ class Reply:
     """What the server sends (raw bytes) and then does with the connection: ``keep`` it,
     ``close`` it (FIN, no TLS close_notify), ``close_notify`` it, ``reset`` it (an RST in
     answer to the next request's bytes, which are never read), ``abort`` it (an RST soon after
-    the data), or ``hang`` (send nothing, hold it open until the server stops). ``trickle``
+    the data), ``hang`` (send nothing, hold it open until the server stops) or ``hold`` it open
+    after the data. ``trickle``
     sends the data a byte at a time, that many seconds apart."""
 
     data: bytes = b""
@@ -198,6 +199,9 @@ class ScriptedServer:
                             return
                 else:
                     sock.sendall(reply.data)
+                if reply.after == "hold":
+                    self._stop.wait(WAIT)
+                    return
                 if reply.after == "abort":
                     # Give the client time to read the data: an RST overtakes unread bytes.
                     self._stop.wait(0.2)
