@@ -108,3 +108,16 @@ def test_webhook_benchmark_runs(tmp_path: Path) -> None:
     phases = data["configurations"]["default"]["phases"]
     assert {"server", "parse", "index", "quota", "status_write", "response"} <= set(phases)
     assert phases["status_write"]["count"] >= 5
+
+
+def test_webhook_ab_benchmark_runs(tmp_path: Path) -> None:
+    """`benchmarks/webhook_ab.py` against this very checkout, at a toy size."""
+    figures = tmp_path / "ab.json"
+    out = run_benchmark(
+        "webhook_ab.py", str(REPO), "--deletes", "5", "--json", str(figures), timeout=300
+    )
+    assert "ms smaller here than in the other checkout" in out
+    data = json.loads(figures.read_text())
+    for side in ("this", "other"):
+        assert data[side]["refused"] == 0
+        assert data[side]["protected_ms"] > 0 and data[side]["status_put_ms"] > 0

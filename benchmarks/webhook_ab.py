@@ -1,0 +1,150 @@
+"""Two versions of the webhook side by side in one run: what a protected DELETE costs in each.
+
+    .venv/bin/python benchmarks/webhook_ab.py OTHER_CHECKOUT [--deletes 400] [--json FILE]
+
+OTHER_CHECKOUT is another checkout of this repository (``git worktree add ../before HEAD~3``,
+say). Both webhooks run from their own code against the same sandbox clusters, with the
+product's default configuration: this checkout's serves cell-a, the other one's cell-b, each
+with its own PodProtector and its own spare one for the reference status PUT. Every round
+deletes, in each cell, an unmatched pod and a protected one and PUTs one status, the two cells
+taking turns to go first; so both see the same machine at the same moments, which separate runs
+on a shared machine do not (their absolute times drift by a third from one run to the next).
+
+Printed per side: the median unmatched and protected DELETE, the median status PUT, and
+protected - unmatched in ms and in status PUTs (the figure of ``benchmarks/webhook.py``). The
+four webhook processes (two per side) all watch every PodProtector, so each side's figures carry
+the other's watch traffic too: compare the two sides, not these figures with that benchmark's.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from kubernetes import config as k8s_config  # noqa: E402
+
+import tests.integration.webhook_env as webhook_env  # noqa: E402
+from benchmarks.webhook import (  # noqa: E402
+    UNMATCHED,
+    StatusPutter,
+    client_for,
+    clusters,
+    make_pods,
+    timed_delete,
+)
+from tests.integration.webhook_env import (  # noqa: E402
+    create_protector,
+    install_crd,
+    register,
+    start_webhook,
+    write_aggregation,
+)
+
+WARM_UP = 50
+
+
+def start_from(checkout: Path, work: Path, kubeconfigs: dict[str, Path], cell: str) -> Any:
+    """A webhook running ``checkout``'s code (gunicorn and manage.py start in the checkout)."""
+    webhook_env.REPO = checkout
+    try:
+        hook = start_webhook(work, kubeconfigs, tls_dir=work.parent / "tls", workers=None)
+        register(hook, cell)
+    finally:
+        webhook_env.REPO = REPO
+    return hook
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("other", type=Path, help="another checkout of this repository")
+    parser.add_argument("--deletes", type=int, default=400, help="measured rounds per side")
+    parser.add_argument("--json", type=Path, help="also write the figures to this JSON file")
+    args = parser.parse_args()
+    other = args.other.resolve()
+    if not (other / "manage.py").is_file() or not (other / "webhook").is_dir():
+        parser.error(f"{args.other} is not a checkout of this repository (no manage.py, webhook/)")
+    sides = {"this": (REPO, "cell-a"), "other": (other, "cell-b")}
+
+    with (
+        tempfile.TemporaryDirectory(prefix="podseidon-ab-") as tmp,
+        clusters(Path(tmp), None) as kubeconfigs,
+    ):
+        work = Path(tmp)
+        core_api = k8s_config.new_client_from_config(config_file=str(kubeconfigs["core"]))
+        install_crd(core_api)
+        ns = "ab"
+        for name in ("core", "cell-a", "cell-b"):
+            client_for(kubeconfigs[name]).create_namespace({"metadata": {"name": ns}})
+        hooks = {}
+        try:
+            state: dict[str, tuple[Any, dict[str, str], StatusPutter]] = {}
+            for side, (checkout, cell) in sides.items():
+                labels = {"app": f"ab-{side}"}
+                create_protector(core_api, ns, side, 0, labels)
+                write_aggregation(core_api, ns, side, {cell: 1_000_000})
+                create_protector(core_api, ns, f"put-{side}", 0, {"app": f"put-{side}"})
+                (work / side).mkdir()
+                hooks[side] = start_from(checkout, work / side, kubeconfigs, cell)
+                putter = StatusPutter(core_api, ns, f"put-{side}", side)
+                state[side] = (client_for(kubeconfigs[cell]), labels, putter)
+            total = args.deletes + WARM_UP
+            for side, (cell_api, labels, _) in state.items():
+                make_pods(cell_api, ns, [f"{side}-u{i}" for i in range(total)], UNMATCHED)
+                make_pods(cell_api, ns, [f"{side}-p{i}" for i in range(total)], labels)
+            time.sleep(0.5)
+            times: dict[str, dict[str, list[float]]] = {
+                side: {"unmatched": [], "protected": [], "status_put": []} for side in sides
+            }
+            refused = dict.fromkeys(sides, 0)
+            for i in range(total):
+                for side in ("this", "other") if i % 2 == 0 else ("other", "this"):
+                    cell_api, _, putter = state[side]
+                    unmatched, _ = timed_delete(cell_api, ns, f"{side}-u{i}")
+                    protected, status = timed_delete(cell_api, ns, f"{side}-p{i}")
+                    put = putter.put()
+                    refused[side] += status != 200
+                    if i >= WARM_UP:
+                        times[side]["unmatched"].append(unmatched)
+                        times[side]["protected"].append(protected)
+                        times[side]["status_put"].append(put)
+        finally:
+            for hook in hooks.values():
+                hook.stop()
+
+    out: dict[str, Any] = {"rounds": args.deletes}
+    for side in sides:
+        median = {kind: statistics.median(v) * 1000 for kind, v in times[side].items()}
+        extra = median["protected"] - median["unmatched"]
+        ratio = extra / median["status_put"]
+        out[side] = {
+            "checkout": side if side == "this" else str(args.other),
+            **{f"{kind}_ms": round(value, 3) for kind, value in median.items()},
+            "protected_minus_unmatched_ms": round(extra, 3),
+            "protected_minus_unmatched_over_put": round(ratio, 3),
+            "refused": refused[side],
+        }
+        print(
+            f"{side:<5} ({out[side]['checkout']}): unmatched {median['unmatched']:.3f} ms, "
+            f"protected {median['protected']:.3f} ms, status PUT {median['status_put']:.3f} ms; "
+            f"protected - unmatched {extra:.3f} ms = {ratio:.2f} x one status PUT; "
+            f"refused {refused[side]}"
+        )
+    key = "protected_minus_unmatched_ms"
+    gain = out["other"][key] - out["this"][key]
+    print(f"protected - unmatched is {gain:.3f} ms smaller here than in the other checkout")
+    if args.json is not None:
+        args.json.write_text(json.dumps(out, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
