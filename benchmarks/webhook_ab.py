@@ -4,11 +4,13 @@
 
 OTHER_CHECKOUT is another checkout of this repository (``git worktree add ../before HEAD~3``,
 say). Both webhooks run from their own code against the same sandbox clusters, with the
-product's default configuration: this checkout's serves cell-a, the other one's cell-b, each
-with its own PodProtector and its own spare one for the reference status PUT. Every round
-deletes, in each cell, an unmatched pod and a protected one and PUTs one status, the two cells
-taking turns to go first; so both see the same machine at the same moments, which separate runs
-on a shared machine do not (their absolute times drift by a third from one run to the next).
+product's default configuration, each with its own PodProtector and its own spare one for the
+reference status PUT: this checkout's serves cell-a and the other one's cell-b for the first
+half of the rounds, then the other way round (the two cells do not measure quite alike: the
+same code in both differed by up to 0.18 ms). Every round deletes, in each cell, an unmatched
+pod and a protected one and PUTs one status, the two sides taking turns to go first; so both
+see the same machine at the same moments, which separate runs on a shared machine do not
+(their absolute times drift by a third from one run to the next).
 
 Printed per side: the median unmatched and protected DELETE, the median status PUT, and
 protected - unmatched in ms and in status PUTs (the figure of ``benchmarks/webhook.py``). The
@@ -20,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import random
 import statistics
 import sys
 import tempfile
@@ -46,33 +49,50 @@ from tests.integration.webhook_env import (  # noqa: E402
     install_crd,
     register,
     start_webhook,
+    unregister,
     write_aggregation,
 )
 
 WARM_UP = 50
 
 
-def start_from(checkout: Path, work: Path, kubeconfigs: dict[str, Path], cell: str) -> Any:
+def start_from(checkout: Path, work: Path, kubeconfigs: dict[str, Path]) -> Any:
     """A webhook running ``checkout``'s code (gunicorn and manage.py start in the checkout)."""
     webhook_env.REPO = checkout
     try:
-        hook = start_webhook(work, kubeconfigs, tls_dir=work.parent / "tls", workers=None)
-        register(hook, cell)
+        return start_webhook(work, kubeconfigs, tls_dir=work.parent / "tls", workers=None)
     finally:
         webhook_env.REPO = REPO
-    return hook
+
+
+def _interval(times: dict[str, dict[str, list[float]]], draws: int = 400) -> tuple[float, float]:
+    """A 90 % bootstrap interval of (other - this) in protected - unmatched medians, ms: how
+    far apart two sides of identical code land by chance (about ±0.15 ms at 400 rounds)."""
+    rng = random.Random(0)
+
+    def extra(side: str) -> float:
+        n = len(times[side]["protected"])
+        pick = [rng.randrange(n) for _ in range(n)]
+        protected = statistics.median(times[side]["protected"][i] for i in pick)
+        unmatched = statistics.median(times[side]["unmatched"][i] for i in pick)
+        return (protected - unmatched) * 1000
+
+    gains = sorted(extra("other") - extra("this") for _ in range(draws))
+    return gains[int(draws * 0.05)], gains[int(draws * 0.95) - 1]
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("other", type=Path, help="another checkout of this repository")
-    parser.add_argument("--deletes", type=int, default=400, help="measured rounds per side")
+    parser.add_argument(
+        "--deletes", type=int, default=400, help="measured rounds (half with either cell)"
+    )
     parser.add_argument("--json", type=Path, help="also write the figures to this JSON file")
     args = parser.parse_args()
     other = args.other.resolve()
     if not (other / "manage.py").is_file() or not (other / "webhook").is_dir():
         parser.error(f"{args.other} is not a checkout of this repository (no manage.py, webhook/)")
-    sides = {"this": (REPO, "cell-a"), "other": (other, "cell-b")}
+    sides = {"this": REPO, "other": other}
 
     with (
         tempfile.TemporaryDirectory(prefix="podseidon-ab-") as tmp,
@@ -84,38 +104,46 @@ def main() -> int:
         ns = "ab"
         for name in ("core", "cell-a", "cell-b"):
             client_for(kubeconfigs[name]).create_namespace({"metadata": {"name": ns}})
+        cells = {name: client_for(kubeconfigs[name]) for name in ("cell-a", "cell-b")}
         hooks = {}
         try:
-            state: dict[str, tuple[Any, dict[str, str], StatusPutter]] = {}
-            for side, (checkout, cell) in sides.items():
-                labels = {"app": f"ab-{side}"}
-                create_protector(core_api, ns, side, 0, labels)
-                write_aggregation(core_api, ns, side, {cell: 1_000_000})
+            putters: dict[str, StatusPutter] = {}
+            for side, checkout in sides.items():
+                create_protector(core_api, ns, side, 0, {"app": f"ab-{side}"})
+                write_aggregation(core_api, ns, side, dict.fromkeys(cells, 1_000_000))
                 create_protector(core_api, ns, f"put-{side}", 0, {"app": f"put-{side}"})
                 (work / side).mkdir()
-                hooks[side] = start_from(checkout, work / side, kubeconfigs, cell)
-                putter = StatusPutter(core_api, ns, f"put-{side}", side)
-                state[side] = (client_for(kubeconfigs[cell]), labels, putter)
-            total = args.deletes + WARM_UP
-            for side, (cell_api, labels, _) in state.items():
-                make_pods(cell_api, ns, [f"{side}-u{i}" for i in range(total)], UNMATCHED)
-                make_pods(cell_api, ns, [f"{side}-p{i}" for i in range(total)], labels)
-            time.sleep(0.5)
+                hooks[side] = start_from(checkout, work / side, kubeconfigs)
+                putters[side] = StatusPutter(core_api, ns, f"put-{side}", side)
             times: dict[str, dict[str, list[float]]] = {
                 side: {"unmatched": [], "protected": [], "status_put": []} for side in sides
             }
             refused = dict.fromkeys(sides, 0)
-            for i in range(total):
-                for side in ("this", "other") if i % 2 == 0 else ("other", "this"):
-                    cell_api, _, putter = state[side]
-                    unmatched, _ = timed_delete(cell_api, ns, f"{side}-u{i}")
-                    protected, status = timed_delete(cell_api, ns, f"{side}-p{i}")
-                    put = putter.put()
-                    refused[side] += status != 200
-                    if i >= WARM_UP:
-                        times[side]["unmatched"].append(unmatched)
-                        times[side]["protected"].append(protected)
-                        times[side]["status_put"].append(put)
+            half = (args.deletes + 1) // 2
+            for round_, served in enumerate(
+                ({"this": "cell-a", "other": "cell-b"}, {"this": "cell-b", "other": "cell-a"})
+            ):
+                for side, cell in served.items():
+                    register(hooks[side], cell)
+                total = half + WARM_UP
+                for side, cell in served.items():
+                    names = [f"{side}-{round_}-{i}" for i in range(total)]
+                    make_pods(cells[cell], ns, [f"{n}-u" for n in names], UNMATCHED)
+                    make_pods(cells[cell], ns, [f"{n}-p" for n in names], {"app": f"ab-{side}"})
+                time.sleep(0.5)
+                for i in range(total):
+                    for side in ("this", "other") if i % 2 == 0 else ("other", "this"):
+                        cell_api, name = cells[served[side]], f"{side}-{round_}-{i}"
+                        unmatched, _ = timed_delete(cell_api, ns, f"{name}-u")
+                        protected, status = timed_delete(cell_api, ns, f"{name}-p")
+                        put = putters[side].put()
+                        refused[side] += status != 200
+                        if i >= WARM_UP:
+                            times[side]["unmatched"].append(unmatched)
+                            times[side]["protected"].append(protected)
+                            times[side]["status_put"].append(put)
+                for cell_api in cells.values():
+                    unregister(cell_api.api_client)
         finally:
             for hook in hooks.values():
                 hook.stop()
@@ -140,7 +168,13 @@ def main() -> int:
         )
     key = "protected_minus_unmatched_ms"
     gain = out["other"][key] - out["this"][key]
-    print(f"protected - unmatched is {gain:.3f} ms smaller here than in the other checkout")
+    low, high = _interval(times)
+    out["gain_ms"] = round(gain, 3)
+    out["gain_ms_90"] = [round(low, 3), round(high, 3)]
+    print(
+        f"protected - unmatched is {gain:.3f} ms smaller here than in the other checkout "
+        f"(90 % bootstrap interval {low:.3f} .. {high:.3f} ms)"
+    )
     if args.json is not None:
         args.json.write_text(json.dumps(out, indent=2) + "\n")
     return 0

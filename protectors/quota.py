@@ -144,7 +144,7 @@ def admit_batch(
             # Refreshing keeps the aggregator from clearing the bucket before it sees the pod go.
             bucket = cell_buckets[existing]
             if refresh_due(bucket.start_time, now, refresh_after):
-                cell_buckets[existing] = bucket._evolve(start_time=now)
+                cell_buckets[existing] = bucket.evolve(start_time=now)
                 touched.add(request.cell_id)
                 refreshed.add(request.cell_id)
             decided[index] = AdmissionResult.ALREADY_ADMITTED

@@ -103,7 +103,7 @@ def summarize(status: Status, config: EffectiveHistoryConfig = DEFAULT_HISTORY_C
     ):
         done = status  # already summarized (the usual case for a status we wrote ourselves)
     else:
-        done = status._evolve(cells=tuple(cells), summary=summary)
+        done = status.evolve(cells=tuple(cells), summary=summary)
     # Immutable, so it stays summarized: the quota summarizes what the last write sent again.
     done.__dict__["_summarized_for"] = config
     return done

@@ -136,7 +136,7 @@ class ProtectorIndex:
                 if entry is not None and entry.raw is old:
                     # Most updates are status writes (ours, the aggregator's): keep the parsed
                     # spec and the index slot, take the new object and resourceVersion.
-                    fresh = _Entry(new, entry.shell._evolve(metadata=dict(metadata)))
+                    fresh = _Entry(new, entry.shell.evolve(metadata=dict(metadata)))
                     self._by_key[key] = fresh
                     slot = self._slot.get(key)
                     if slot is not None:

@@ -6,11 +6,13 @@ our own previous write (the usual case: the status writer starts from the object
 shares almost every bucket, and every untouched cell, with it, as the very same immutable
 objects. Their JSON is taken from the previous body; only new objects go through ``to_dict``.
 
-The result is exactly ``protector.to_dict()``: objects the quota changed are rebuilt with
-``dataclasses.replace``, which serializes every field like the Go types; the shells here
-(``replace(x, cells=())`` and the like) serialize the remaining fields the same way, and
-unchanged objects are the ones whose JSON was produced by ``to_dict`` before.
-tests/unit/test_status_body.py compares the two over sequences of quota runs.
+The result equals ``protector.to_dict()``: objects the quota changed are copies built in code
+(``evolve``, ``dataclasses.replace``), which serialize every field like the Go types; the
+object's head and the status's summary are written here the same way, and unchanged objects
+are the ones whose JSON was produced by ``to_dict`` before. Unlike ``to_dict``, the body shares
+the protector's metadata dict and its spec's JSON (made once per spec object) instead of
+copying them: it is only serialized, never changed. tests/unit/test_status_body.py compares the
+two over sequences of quota runs.
 """
 
 from __future__ import annotations

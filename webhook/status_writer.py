@@ -189,7 +189,7 @@ class StatusWriter:
         if self._on_write:
             self._on_write(key, len(requests))
         metadata = written.get("metadata") if isinstance(written, dict) else None
-        ours = sent._evolve(metadata=metadata) if isinstance(metadata, dict) else None
+        ours = sent.evolve(metadata=metadata) if isinstance(metadata, dict) else None
         with self._lock:
             entry = self._written.get(key)
             # Every version we have built on is older than this write.

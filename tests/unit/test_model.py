@@ -638,7 +638,7 @@ EVOLVE_CASES = [
 
 @pytest.mark.parametrize(("obj", "changes"), EVOLVE_CASES)
 def test_evolve_is_dataclasses_replace(obj, changes):
-    fast, slow = obj._evolve(**changes), replace(obj, **changes)
+    fast, slow = obj.evolve(**changes), replace(obj, **changes)
     assert fast == slow and type(fast) is type(slow)
     assert fast.to_dict() == slow.to_dict()
     assert fast._shape is None
@@ -649,10 +649,10 @@ def test_evolve_is_dataclasses_replace(obj, changes):
 def test_evolve_drops_cached_properties_and_refuses_unknown_fields():
     history = AdmissionHistory(buckets=(Bucket(start_time=T1), Bucket(start_time=T0)))
     assert history.in_order is False and history.pending == 2
-    sorted_history = history._evolve(buckets=(Bucket(start_time=T0),))
+    sorted_history = history.evolve(buckets=(Bucket(start_time=T0),))
     assert sorted_history.in_order is True and sorted_history.pending == 1
     with pytest.raises(TypeError, match="no field bukets"):
-        history._evolve(bukets=())
+        history.evolve(bukets=())
 
 
 @pytest.mark.parametrize(
