@@ -32,15 +32,6 @@ PATH = PODPROTECTORS.path("ns", "p", "status")
 HEADERS = {"Accept": "application/json", "Authorization": "Bearer secret-token"}
 
 
-@pytest.fixture
-def server(tmp_path: Path) -> Iterator[ScriptedServer]:
-    server = ScriptedServer(tmp_path)
-    try:
-        yield server
-    finally:
-        server.stop()
-
-
 def _pool(server: ScriptedServer, size: int = 4, **settings: object) -> ConnectionPool:
     configuration = server.configuration()
     for name, value in settings.items():

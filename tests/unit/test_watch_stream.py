@@ -3,23 +3,11 @@ chunk extensions and trailers, and every way a stream can break, against a scrip
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
-
 import pytest
 from kubernetes import client as k8s
 
 from protectors.kube.client import PODPROTECTORS, WATCH_TIMEOUT_REASON, KubeClient, KubeError
 from tests.unit.scripted_server import Reply, ScriptedServer, answer
-
-
-@pytest.fixture
-def server(tmp_path: Path) -> Iterator[ScriptedServer]:
-    server = ScriptedServer(tmp_path)
-    try:
-        yield server
-    finally:
-        server.stop()
 
 
 def _event(n: int) -> bytes:
