@@ -172,10 +172,12 @@ def after_answer(method: _Method) -> _Method:
     """Queue the call while this thread defers (see ``deferring``), else make it."""
 
     @functools.wraps(method)
-    def queued_or_now(*args: Any) -> None:
+    def queued_or_now(*args: Any, **kwargs: Any) -> None:
         queue = getattr(_pending, "queue", None)
         if queue is None:
-            method(*args)
+            method(*args, **kwargs)
+        elif kwargs:
+            queue.append((functools.partial(method, *args, **kwargs), ()))
         else:
             queue.append((method, args))
 

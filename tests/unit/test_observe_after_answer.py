@@ -45,6 +45,15 @@ def test_calls_wait_for_flush_and_other_threads_are_not_held() -> None:
     assert recorder.calls[-1] == ("response", 0.3)
 
 
+def test_keyword_arguments_are_queued_too() -> None:
+    recorder = Recorder()
+    queued = observer.deferring()
+    recorder.phase(name="index", seconds=0.2)
+    assert recorder.calls == []
+    observer.flush(queued)
+    assert recorder.calls == [("index", 0.2)]
+
+
 def test_a_failing_observation_does_not_lose_the_others(caplog: pytest.LogCaptureFixture) -> None:
     recorder = Recorder()
     queued = observer.deferring()
