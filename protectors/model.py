@@ -22,7 +22,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, fields, replace
 from datetime import datetime
-from functools import cached_property
+from functools import cache, cached_property
 from itertools import pairwise
 from typing import Any, ClassVar, Self
 
@@ -204,13 +204,16 @@ class _Shape:
 # --- the generic parse/serialize over a field table -----------------------------------------
 
 
+@cache
+def _data_fields(cls: type) -> frozenset[str]:
+    """Every dataclass field of a model class but ``_shape`` (``extra`` included)."""
+    return frozenset(f.name for f in fields(cls) if f.name != "_shape")
+
+
 class _WireObject:
     _FIELDS: ClassVar[tuple[_Field, ...]] = ()
     _WIRE_NAMES: ClassVar[frozenset[str]] = frozenset()
     _DUMP_PLAN: ClassVar[tuple[tuple[str, str, Any, Any, bool], ...]] = ()
-    # Every dataclass field (``extra`` included), set on each class below by _data_fields.
-    _DATA_FIELDS: ClassVar[tuple[str, ...]] = ()
-    _DATA_FIELD_SET: ClassVar[frozenset[str]] = frozenset()
 
     # Unknown keys, written back verbatim.
     extra: Mapping[str, Any]
@@ -231,13 +234,15 @@ class _WireObject:
         at a third of its cost: the field values are copied without running ``__init__``, which
         has nothing to check or default for a copy. As with ``replace``, the copy has no
         ``_shape`` (it serializes like the Go types) and none of the cached properties."""
-        if not self._DATA_FIELD_SET.issuperset(changes):
-            unknown = sorted(set(changes) - self._DATA_FIELD_SET)
-            raise TypeError(f"{type(self).__name__} has no field {', '.join(unknown)}")
-        new = object.__new__(type(self))
+        cls = type(self)
+        names = _data_fields(cls)
+        if not names.issuperset(changes):
+            unknown = sorted(set(changes) - names)
+            raise TypeError(f"{cls.__name__} has no field {', '.join(unknown)}")
+        new = object.__new__(cls)
         values = new.__dict__
         mine = self.__dict__
-        for name in self._DATA_FIELDS:
+        for name in names:
             values[name] = mine[name]
         values.update(changes)
         values["_shape"] = None
@@ -404,21 +409,6 @@ class Bucket(_WireObject):
         _Field("endTime", "end_time", _TIME),
         _Field("counter", "counter", _INT32),
     )
-
-    def to_dict(self) -> dict[str, Any]:
-        if self._shape is not None or self.extra:
-            return super().to_dict()
-        # The generic serializer, unrolled: every status write serializes the buckets it adds.
-        out: dict[str, Any] = {"startTime": format_micro_time(self.start_time)}
-        if self.pod_uid:
-            out["podUID"] = self.pod_uid
-        if self.pod_name:
-            out["podName"] = self.pod_name
-        if self.end_time is not None:
-            out["endTime"] = format_micro_time(self.end_time)
-        if self.counter:
-            out["counter"] = self.counter
-        return out
 
     @property
     def weight(self) -> int:
@@ -641,25 +631,6 @@ class PodProtector(_WireObject):
 
     def with_status(self, status: Status | None) -> PodProtector:
         return self.evolve(status=status)
-
-
-def _data_fields() -> None:
-    for cls in (
-        AdmissionHistoryConfig,
-        Spec,
-        Aggregation,
-        Bucket,
-        AdmissionHistory,
-        CellStatus,
-        Summary,
-        Status,
-        PodProtector,
-    ):
-        cls._DATA_FIELDS = tuple(f.name for f in fields(cls) if f.name != "_shape")
-        cls._DATA_FIELD_SET = frozenset(cls._DATA_FIELDS)
-
-
-_data_fields()
 
 
 # --- the list of everything the model may write ---------------------------------------------

@@ -276,6 +276,8 @@ class Decider:
         ``read_only`` is for dry-run requests (``kubectl delete --dry-run=server``): we are
         registered with sideEffects NoneOnDryRun, so they are judged but never recorded.
         """
+        name = protector.key
+        audit = {AUDIT_KEY_REJECT_BY: name}
         try:
             if read_only:
                 full = self.protectors.get(protector.namespace, protector.name)
@@ -292,8 +294,6 @@ class Decider:
             else:
                 result = self.batcher.submit(protector.key, request, deadline)
         except BatchTimeout:
-            name = protector.key
-            audit = {AUDIT_KEY_REJECT_BY: name}
             self.observer.pod_in_protector(cell_id, protector, "Timeout", True)
             return Verdict.reject(
                 500,
@@ -302,8 +302,6 @@ class Decider:
                 cause="deadline",
             )
         except (NoAnswer, CoreUnavailable, CoreBusy) as error:
-            name = protector.key
-            audit = {AUDIT_KEY_REJECT_BY: name}
             self.observer.pod_in_protector(cell_id, protector, "Timeout", True)
             if isinstance(error, NoAnswer):
                 why = f"core cluster did not answer within {error.budget * 1000:.0f} ms"
@@ -319,8 +317,6 @@ class Decider:
                 cause=cause,
             )
         except Exception as error:
-            name = protector.key
-            audit = {AUDIT_KEY_REJECT_BY: name}
             self.observer.pod_in_protector(cell_id, protector, "Error", True)
             cause = "core-error" if isinstance(error, KubeError) else "internal"
             return Verdict.reject(500, f"PodProtector {name}: {error}", audit, cause=cause)
