@@ -18,8 +18,10 @@ count, and answer within the request.
 
 from __future__ import annotations
 
+import math
+import threading
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from typing import Any
 
@@ -58,8 +60,12 @@ CONFLICT_RETRIES = 3
 MAX_LISTED = 200
 # How often a running removal reports progress (and beats) while patches are outstanding.
 PROGRESS_SECONDS = 1.0
-# How often a removal re-reads the selection while it waits for the generator.
-CONFIRM_POLL_SECONDS = 0.5
+# How long a removal waiting for the generator pauses before it lists the selection again
+# after a failed list or watch (doubling up to 5 s).
+CONFIRM_RETRY_SECONDS = 0.5
+# How long one watch of a removal's selection stays open before it is taken up again from its
+# last resourceVersion (the operation reports progress, and so beats, at least this often).
+CONFIRM_WATCH_SECONDS = 10.0
 # How long a removal that paused the aggregator waits for it to stop before annotating (a
 # worker applies a switch within a retry period, 2 s by default).
 AGGREGATOR_STOP_SECONDS = 10.0
@@ -418,32 +424,111 @@ def _confirm(
     progress: Progress | None,
     timeout: float,
 ) -> dict[str, str]:
-    """Re-read the selection until no targeted protector holds the cell, or ``timeout``;
+    """Follow the selection until no targeted protector holds the cell, or ``timeout``;
     returns the ones still holding it, with why. A protector deleted meanwhile holds nothing.
-    A failed read is retried; if none succeeds the unconfirmed ones say so."""
+
+    One list, then a watch from its resourceVersion: each protector is judged again as its
+    changes arrive, so a removal is confirmed as soon as the generator's write is seen, and a
+    selection of thousands is not listed again and again while the generator works through it.
+    A watch that has expired (410) is followed by a new list; a failed list or watch is
+    retried while time is left, and if none succeeds the unconfirmed ones say so."""
     cell_id = parameters["cell"]
     deadline = time.monotonic() + timeout
-    # One list per poll: bigger selections are polled less often.
-    interval = min(CONFIRM_POLL_SECONDS + len(targeted) / 2000, 5.0)
-    remaining = set(targeted)
-    pending = dict.fromkeys(sorted(remaining), "not re-read yet")
+    pending = dict.fromkeys(sorted(targeted), "not re-read yet")
+    pause = CONFIRM_RETRY_SECONDS
+
+    def report() -> None:
+        if progress is not None:
+            progress.set_counts(removed=len(targeted) - len(pending), pending=len(pending))
+
     while True:
         try:
-            current = {_key(o): o for o in _list_selection(client, parameters)}
+            listing = client.list_all(
+                PODPROTECTORS, parameters["namespace"], label_selector=parameters["label_selector"]
+            )
         except KubeError as error:
-            pending = {key: f"could not re-read it: {kube_cause(error)}" for key in remaining}
+            pending = {key: f"could not re-read it: {kube_cause(error)}" for key in pending}
         else:
-            pending = {}
-            for key in sorted(remaining):
-                why = pending_reason(current.get(key), cell_id)
-                if why is not None:
-                    pending[key] = why
-            remaining = set(pending)
-            if progress is not None:
-                progress.set_counts(removed=len(targeted) - len(pending), pending=len(pending))
+            current = {_key(o): o for o in listing.get("items") or []}
+            pending = {
+                key: why
+                for key in sorted(pending)
+                if (why := pending_reason(current.get(key), cell_id)) is not None
+            }
+            report()
+            version = (listing.get("metadata") or {}).get("resourceVersion")
+            if pending and version and time.monotonic() < deadline:
+                try:
+                    _follow(client, parameters, version, pending, deadline, report)
+                except KubeError as error:
+                    if error.is_gone:
+                        continue  # too old to take up again: list afresh at once
+                    # Broken: what the list and the events said stands; a new list after the
+                    # pause takes up from there.
         if not pending or time.monotonic() >= deadline:
             return pending
-        time.sleep(min(interval, max(deadline - time.monotonic(), 0)))
+        time.sleep(min(pause, max(deadline - time.monotonic(), 0)))
+        pause = min(pause * 2, 5.0)
+
+
+def _follow(
+    client: KubeClient,
+    parameters: Mapping[str, Any],
+    resource_version: str,
+    pending: dict[str, str],
+    deadline: float,
+    on_change: Callable[[], None],
+) -> None:
+    """Judge the selection's watch events into ``pending`` (removing what no longer holds the
+    cell) until it is empty or ``deadline`` passes. The watch is taken up again from the last
+    resourceVersion it delivered every CONFIRM_WATCH_SECONDS, and whenever the server ends it,
+    so the operation keeps beating while nothing happens; a failed or expired (410) watch
+    raises KubeError."""
+    cell_id = parameters["cell"]
+    while pending:
+        now = time.monotonic()
+        if now >= deadline:
+            return
+        window = min(deadline - now, CONFIRM_WATCH_SECONDS)
+        stream = client.watch(
+            PODPROTECTORS,
+            parameters["namespace"],
+            resource_version=resource_version,
+            label_selector=parameters["label_selector"],
+            timeout_seconds=max(1, math.ceil(window)),
+        )
+        # The server ends a watch only to the second, and a quiet one sends nothing until
+        # then: closing it at the end of the window stops the reading at once.
+        closer = threading.Timer(window, stream.close)
+        closer.daemon = True
+        closer.start()
+        try:
+            for event in stream:
+                kind = event.get("type")
+                obj = event.get("object") or {}
+                if kind == "ERROR":
+                    raise KubeError(
+                        obj.get("code", 0), obj.get("reason", ""), obj.get("message", ""), obj
+                    )
+                resource_version = (obj.get("metadata") or {}).get(
+                    "resourceVersion"
+                ) or resource_version
+                key = _key(obj)
+                if kind == "BOOKMARK" or key not in pending:
+                    continue
+                # DELETED also says the protector left the selection (its labels changed).
+                why = None if kind == "DELETED" else pending_reason(obj, cell_id)
+                if why is None:
+                    del pending[key]
+                else:
+                    pending[key] = why
+                on_change()
+                if not pending:
+                    return
+        finally:
+            closer.cancel()
+            stream.close()
+        on_change()  # the heartbeat of a quiet window
 
 
 def _pause_first(user: Any, cell_id: str, reason: str, dry_run: bool) -> dict[str, Any]:

@@ -115,10 +115,17 @@ class FakeCluster:
         return copy.deepcopy(new)
 
     def list(self, resource: Resource, namespace: str | None = None, **kwargs: Any) -> dict:
-        from protectors.selectors import parse_selector_string
-
         if self.generator and resource.plural == "podprotectors":
             self.run_generator()
+        return {
+            "items": self.select(resource, namespace, **kwargs),
+            "metadata": {"resourceVersion": str(next(self._rv))},
+        }
+
+    def select(self, resource: Resource, namespace: str | None = None, **kwargs: Any) -> list:
+        """Copies of the objects a list would return, as they are now."""
+        from protectors.selectors import parse_selector_string
+
         selector = kwargs.get("label_selector")
         parsed = parse_selector_string(selector) if selector else None
         field = kwargs.get("field_selector")
@@ -134,9 +141,20 @@ class FakeCluster:
                 if FIELDS[key](obj) != value:
                     continue
             items.append(copy.deepcopy(obj))
-        return {"items": items, "metadata": {"resourceVersion": str(next(self._rv))}}
+        return items
 
     list_all = list
+
+    def watch(
+        self,
+        resource: Resource,
+        namespace: str | None = None,
+        *,
+        label_selector: str | None = None,
+        timeout_seconds: int | None = None,
+        **_: Any,
+    ) -> FakeWatch:
+        return FakeWatch(self, resource, namespace, label_selector, timeout_seconds)
 
     def patch(
         self,
@@ -168,6 +186,56 @@ class FakeCluster:
         self.objects[key] = new
         self.writes.append(("PATCH", name, patch))
         return copy.deepcopy(new)
+
+
+class FakeWatch:
+    """A watch on a FakeCluster: an event for each object of the selection that changes after
+    it opens (ADDED, MODIFIED, DELETED, seen by resourceVersion), with the fake generator run
+    first when it is on, until ``close()`` or ``timeout_seconds``. (It compares snapshots
+    every 10 ms: the fakes have no event log.)"""
+
+    def __init__(
+        self,
+        cluster: FakeCluster,
+        resource: Resource,
+        namespace: str | None,
+        label_selector: str | None,
+        timeout_seconds: int | None,
+    ) -> None:
+        self._cluster = cluster
+        self._resource = resource
+        self._namespace = namespace
+        self._selector = label_selector
+        self._timeout = float(timeout_seconds or 60)
+        self._closed = threading.Event()
+        self._seen = self._snapshot()
+        self.opened = threading.Event()
+
+    def _snapshot(self) -> dict[str, dict]:
+        items = self._cluster.select(self._resource, self._namespace, label_selector=self._selector)
+        return {f"{o['metadata'].get('namespace')}/{o['metadata']['name']}": o for o in items}
+
+    def __iter__(self):
+        import time
+
+        self.opened.set()
+        ends = time.monotonic() + self._timeout
+        while not self._closed.wait(0.01) and time.monotonic() < ends:
+            if self._cluster.generator and self._resource.plural == "podprotectors":
+                self._cluster.run_generator()
+            now = self._snapshot()
+            for key, obj in now.items():
+                before = self._seen.get(key)
+                if before is None:
+                    yield {"type": "ADDED", "object": obj}
+                elif before["metadata"]["resourceVersion"] != obj["metadata"]["resourceVersion"]:
+                    yield {"type": "MODIFIED", "object": obj}
+            for key in self._seen.keys() - now.keys():
+                yield {"type": "DELETED", "object": self._seen[key]}
+            self._seen = now
+
+    def close(self) -> None:
+        self._closed.set()
 
 
 class StubInformer:

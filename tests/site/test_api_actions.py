@@ -218,8 +218,6 @@ def test_remove_cell_succeeds_once_the_cell_has_left_every_status(core, operator
 def test_a_cell_written_back_after_its_removal_is_reported_pending(
     core, operator_api, monkeypatch
 ) -> None:
-    from console import services
-
     core.generator = True
     original = core.run_generator
 
@@ -232,7 +230,6 @@ def test_a_cell_written_back_after_its_removal_is_reported_pending(
         return done
 
     monkeypatch.setattr(core, "run_generator", generator_then_aggregator)
-    monkeypatch.setattr(services, "CONFIRM_POLL_SECONDS", 0.05)
     body = finished_operation(
         operator_api,
         operator_api.post(
@@ -246,6 +243,52 @@ def test_a_cell_written_back_after_its_removal_is_reported_pending(
     assert (
         "written back after its removal (is the aggregator of cell-a paused?)" in (pending["why"])
     )
+
+
+def test_a_removal_is_confirmed_by_the_watch_as_the_generator_works(
+    core, operator_api, settings, monkeypatch
+) -> None:
+    """The generator acts only after the removal has listed the selection and opened its
+    watch: the watch's events confirm every protector, without a second list, long before
+    the deadline."""
+    import threading
+    import time
+
+    settings.PODSEIDON_REMOVAL_CONFIRM_SECONDS = 30.0
+    lists, watches = [], []
+    original_list, original_watch = core.list, core.watch
+
+    def counted_list(resource, *args, **kwargs):
+        if resource == PODPROTECTORS:
+            lists.append(time.monotonic())
+        return original_list(resource, *args, **kwargs)
+
+    def generator_once_watched(*args, **kwargs):
+        stream = original_watch(*args, **kwargs)
+        watches.append(stream)
+
+        def start_generator() -> None:
+            if stream.opened.wait(5):
+                core.generator = True
+
+        threading.Thread(target=start_generator, daemon=True).start()
+        return stream
+
+    monkeypatch.setattr(core, "list", counted_list)
+    monkeypatch.setattr(core, "list_all", counted_list)
+    monkeypatch.setattr(core, "watch", generator_once_watched)
+    started = time.monotonic()
+    body = finished_operation(
+        operator_api,
+        operator_api.post(
+            "/api/v1/cells/cell-a/remove-from-protectors/", {"reason": "r"}, format="json"
+        ),
+    )
+    assert body["state"] == "succeeded", body["message"]
+    assert (body["result"]["removed"], body["result"]["pending"]) == (3, 0)
+    assert time.monotonic() - started < 10
+    # One list to annotate, one to start confirming; the rest came as events of one watch.
+    assert len(lists) == 2 and len(watches) == 1
 
 
 def test_a_removal_that_cannot_re_read_says_so(core, operator_api, monkeypatch) -> None:
