@@ -289,18 +289,29 @@ class StatusPutter:
 
 
 def side_by_side(
-    hook: Any, cell: k8s.CoreV1Api, putter: StatusPutter, ns: str, n: int, tag: str
+    hook: Any,
+    cell: k8s.CoreV1Api,
+    putter: StatusPutter,
+    ns: str,
+    n: int,
+    tag: str,
+    warm_up: int = 0,
 ) -> tuple[dict[str, list[float]], dict[str, dict[str, float]], int]:
-    """n rounds of: a bare DELETE, an unmatched one, a protected one, one status PUT."""
+    """n rounds of: a bare DELETE, an unmatched one, a protected one, one status PUT; after
+    ``warm_up`` such rounds that are not measured."""
     kinds = {"bare": BARE, "unmatched": UNMATCHED, "protected": PROTECTED}
-    names = {kind: [f"{tag}-{kind[0]}{i}" for i in range(n)] for kind in kinds}
+    total = warm_up + n
+    names = {kind: [f"{tag}-{kind[0]}{i}" for i in range(total)] for kind in kinds}
     for kind, labels in kinds.items():
         make_pods(cell, ns, names[kind], labels)
     time.sleep(0.5)
     latencies: dict[str, list[float]] = {kind: [] for kind in (*kinds, "status_put")}
     refused = 0
     before = hook.metrics()
-    for i in range(n):
+    for i in range(total):
+        if i == warm_up:
+            before = hook.metrics()
+            latencies = {kind: [] for kind in latencies}
         for kind in kinds:
             seconds, status = timed_delete(cell, ns, names[kind][i])
             latencies[kind].append(seconds)
@@ -659,6 +670,13 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--protectors", type=int, default=10000)
     parser.add_argument("--deletes", type=int, default=200, help="sequential rounds")
+    parser.add_argument(
+        "--warm-up",
+        type=int,
+        default=120,
+        help="sequential rounds before those measured, so that they find the protected "
+        "PodProtector's status at its steady size (compacted at 100 buckets by default)",
+    )
     parser.add_argument("--clients", type=int, default=16)
     parser.add_argument("--concurrent", type=int, default=50)
     parser.add_argument("--reviews", type=int, default=4000)
@@ -774,14 +792,17 @@ def run(
     n = args.deletes
     print(
         f"pod DELETE through cell-a, sequential, {n} rounds of bare / unmatched / protected "
-        "DELETE and one status PUT:"
+        f"DELETE and one status PUT, after {args.warm_up} such rounds not measured:"
     )
+    out["warm_up_rounds"] = args.warm_up
     out["configurations"] = {}
     for index, (label, hook) in enumerate(hooks.items()):
         register(hook, "cell-a")
         time.sleep(0.3)
         try:
-            latencies, phases, refused = side_by_side(hook, cell, putter, ns, n, f"s{index}")
+            latencies, phases, refused = side_by_side(
+                hook, cell, putter, ns, n, f"s{index}", args.warm_up
+            )
             server = server_time_per_delete(hook, cell, ns, max(10, n // 4), f"t{index}")
         finally:
             unregister(cell.api_client)

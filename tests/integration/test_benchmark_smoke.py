@@ -78,7 +78,8 @@ def test_webhook_benchmark_runs(tmp_path: Path) -> None:
     figures = tmp_path / "webhook.json"
     out = run_benchmark(
         "webhook.py",
-        *("--protectors", "100", "--deletes", "5", "--concurrent", "6", "--rounds", "1"),
+        *("--protectors", "100", "--deletes", "5", "--warm-up", "3"),
+        *("--concurrent", "6", "--rounds", "1"),
         *("--reviews", "200", "--aggregator-seconds", "2", "--json", str(figures)),
         *("--compare", "batch_window_millis=0,bucket_refresh_after_millis=0"),
         timeout=300,
@@ -91,9 +92,10 @@ def test_webhook_benchmark_runs(tmp_path: Path) -> None:
     assert "while an aggregator writes the same PodProtector's status" in out
 
     data = json.loads(figures.read_text())
+    assert data["warm_up_rounds"] == 3
     for kind in ("bare", "unmatched", "protected"):
         assert data["delete_ms"][kind]["median"] > 0
-        assert data["delete_ms"][kind]["n"] == 5
+        assert data["delete_ms"][kind]["n"] == 5  # the warm-up rounds are not measured
     assert data["status_put_ms"]["median"] > 0
     assert (
         data["protected_minus_unmatched_over_put"]
