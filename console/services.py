@@ -502,8 +502,10 @@ def _follow(
         closer = threading.Timer(window, stream.close)
         closer.daemon = True
         closer.start()
+        opened, received = time.monotonic(), 0
         try:
             for event in stream:
+                received += 1
                 kind = event.get("type")
                 obj = event.get("object") or {}
                 if kind == "ERROR":
@@ -528,6 +530,9 @@ def _follow(
         finally:
             closer.cancel()
             stream.close()
+        if not received and time.monotonic() - opened < min(window, 1.0) / 2:
+            # Ended at once with nothing in it: not a watch to open again straight away.
+            raise KubeError(0, "ShortWatch", "the server ended the watch at once")
         on_change()  # the heartbeat of a quiet window
 
 

@@ -133,3 +133,14 @@ def test_a_broken_read_is_retried_until_the_deadline(monkeypatch, broken) -> Non
     client = Broken([first, _listing("20", _protector("a", "19", []))], [])
     assert services._confirm(client, PARAMETERS, ["ns/a"], None, 5.0) == {}
     assert client.listed == 2
+
+
+def test_a_watch_the_server_ends_at_once_is_not_reopened_in_a_loop(monkeypatch) -> None:
+    monkeypatch.setattr(services, "CONFIRM_RETRY_SECONDS", 0.05)
+    listing = _listing("10", _protector("a", "8", ["cell-a"], True))
+    client = Client([listing] * 50, [([], False)] * 50)  # every watch ends empty at once
+    still = services._confirm(client, PARAMETERS, ["ns/a"], None, 0.5)
+    assert still == {"ns/a": "annotated, not processed yet (is the generator running?)"}
+    # Pauses of 0.05, 0.1, 0.2 s... between the attempts, not hundreds of requests.
+    watches = len(client.watched_from)
+    assert 2 <= watches <= 6 and client.listed in (watches, watches + 1)
