@@ -509,9 +509,7 @@ def _follow(
                 kind = event.get("type")
                 obj = event.get("object") or {}
                 if kind == "ERROR":
-                    raise KubeError(
-                        obj.get("code", 0), obj.get("reason", ""), obj.get("message", ""), obj
-                    )
+                    raise KubeError.from_watch_error(obj)
                 resource_version = (obj.get("metadata") or {}).get(
                     "resourceVersion"
                 ) or resource_version

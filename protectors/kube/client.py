@@ -98,6 +98,17 @@ class KubeError(Exception):
         return self.status == 0 and self.reason == WATCH_TIMEOUT_REASON
 
     @classmethod
+    def from_watch_error(cls, status: Mapping[str, Any]) -> KubeError:
+        """The error a watch's ERROR event carries (a Status object: code 410 when the
+        resourceVersion watched from has expired)."""
+        return cls(
+            status.get("code", 0),
+            status.get("reason", ""),
+            status.get("message", "watch error"),
+            status,
+        )
+
+    @classmethod
     def from_api_exception(cls, error: ApiException) -> KubeError:
         body: Any = None
         message = error.reason or ""

@@ -375,8 +375,7 @@ class Informer:
         self.last_event_at = time.time()
         self._observer.event(self.name, str(event_type))
         if event_type == "ERROR":
-            code = obj.get("code", 0)
-            raise KubeError(code, obj.get("reason", ""), obj.get("message", "watch error"), obj)
+            raise KubeError.from_watch_error(obj)
         new_rv = _rv(obj)
         if event_type == "BOOKMARK":
             self.resource_version = new_rv or self.resource_version

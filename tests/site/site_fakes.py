@@ -8,6 +8,7 @@ import copy
 import itertools
 import socket
 import threading
+import time
 import uuid
 from pathlib import Path
 from typing import Any
@@ -216,8 +217,6 @@ class FakeWatch:
         return {f"{o['metadata'].get('namespace')}/{o['metadata']['name']}": o for o in items}
 
     def __iter__(self):
-        import time
-
         self.opened.set()
         ends = time.monotonic() + self._timeout
         while not self._closed.wait(0.01) and time.monotonic() < ends:
@@ -392,8 +391,6 @@ def webhook_configuration(selector: dict | None) -> dict:
 
 def finished_operation(api: APIClient, started: Any, timeout: float = 15.0) -> dict:
     """Poll the status URL of a started operation (a 202 answer) until it has ended."""
-    import time
-
     assert started.status_code == 202, started.content
     url = started.json()["status_url"]
     deadline = time.monotonic() + timeout
