@@ -289,6 +289,9 @@ def test_a_removal_is_confirmed_by_the_watch_as_the_generator_works(
     assert time.monotonic() - started < 10
     # One list to annotate, one to start confirming; the rest came as events of one watch.
     assert len(lists) == 2 and len(watches) == 1
+    for ns, name in (("ns-1", "web"), ("ns-1", "api"), ("ns-2", "db")):
+        cells = [c["cellID"] for c in core.get(PODPROTECTORS, ns, name)["status"]["cells"]]
+        assert cells == ["cell-b"]
 
 
 def test_a_removal_that_cannot_re_read_says_so(core, operator_api, monkeypatch) -> None:
