@@ -18,6 +18,7 @@ count, and answer within the request.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import threading
 import time
@@ -69,6 +70,10 @@ CONFIRM_WATCH_SECONDS = 10.0
 # How long a removal that paused the aggregator waits for it to stop before annotating (a
 # worker applies a switch within a retry period, 2 s by default).
 AGGREGATOR_STOP_SECONDS = 10.0
+# While it waits it reads the leader state when the leader announces a start or stop, and at
+# least this often: an announcement can be lost (pub/sub keeps nothing), and a leader that lost
+# its lease stops without writing its state (the lease then expires).
+AGGREGATOR_RECHECK_SECONDS = 1.0
 # The Event the console leaves on each protector it annotates.
 REASON_REQUESTED = "RemoveCellRequested"
 
@@ -548,21 +553,77 @@ def _pause_first(user: Any, cell_id: str, reason: str, dry_run: bool) -> dict[st
 
 def _aggregator_stopped(cell_id: str, timeout: float) -> bool | None:
     """Wait until the paused aggregator's leader reports it stopped: True; False when it still
-    runs after ``timeout``; None when no leader state can be read (Redis down)."""
-    from workers.keys import aggregator_key
+    runs after ``timeout``; None when no leader state can be read (Redis down).
+
+    Subscribed to the workers' events channel before the first read, so a stop announced after
+    that read wakes the wait at once."""
+    import redis
+
+    from workers.keys import aggregator_key, settings_keys, settings_redis
     from workers.leadership import read_states
 
+    key = aggregator_key(cell_id)
+    keys = settings_keys()
     deadline = time.monotonic() + timeout
-    while True:
+    client = settings_redis()
+    announcements = _Announcements(client, keys.events, key)
+    try:
+        while True:
+            try:
+                states = read_states([key], client=client, keys=keys)
+            except (redis.RedisError, OSError):  # the workers cannot run it either
+                return None
+            if not any(s.running and s.is_active() for s in states):
+                return True
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return False
+            announcements.wait(min(remaining, AGGREGATOR_RECHECK_SECONDS))
+    finally:
+        announcements.close()
+        client.close()
+
+
+class _Announcements:
+    """The workers' events channel, as far as one controller's start/stop announcements go."""
+
+    def __init__(self, client: Any, channel: str, key: str) -> None:
+        import redis
+
+        self._key = key
+        self._pubsub: Any = client.pubsub(ignore_subscribe_messages=True)
         try:
-            states = read_states([aggregator_key(cell_id)])
-        except Exception:  # Redis unreachable: the workers cannot run it either
-            return None
-        if not any(s.running and s.is_active() for s in states):
-            return True
-        if time.monotonic() >= deadline:
-            return False
-        time.sleep(0.2)
+            self._pubsub.subscribe(channel)
+        except (redis.RedisError, OSError):
+            self.close()  # the reads still run, every AGGREGATOR_RECHECK_SECONDS
+
+    def wait(self, seconds: float) -> None:
+        """Return when ``key`` announces a change, or after ``seconds``."""
+        import redis
+
+        from workers.keys import RELEASED_EVENT, STATE_EVENT, decode_event
+
+        until = time.monotonic() + seconds
+        while (left := until - time.monotonic()) > 0:
+            if self._pubsub is None:
+                time.sleep(left)
+                return
+            try:
+                message = self._pubsub.get_message(timeout=left)
+            except (redis.RedisError, OSError):
+                self.close()
+                continue
+            if message is None or message.get("type") != "message":
+                continue
+            event = decode_event(message["data"])
+            if event in ((STATE_EVENT, self._key), (RELEASED_EVENT, self._key)):
+                return
+
+    def close(self) -> None:
+        pubsub, self._pubsub = self._pubsub, None
+        if pubsub is not None:
+            with contextlib.suppress(Exception):  # a broken connection: nothing left to do
+                pubsub.close()
 
 
 def _removal_work(

@@ -9,8 +9,8 @@ Everything the runtime stores lives under one prefix (``PODSEIDON_REDIS_PREFIX``
 - ``<prefix>:leaders``                   the set of controller keys that have such a hash;
 - ``<prefix>:members``                   live workers (sorted set: holder id -> expiry);
 - ``<prefix>:member:<holder id>``       what one live worker may lead (``workers.membership``);
-- ``<prefix>:events``                    the pub/sub channel for switch changes, releases and
-  membership changes.
+- ``<prefix>:events``                    the pub/sub channel for switch changes, releases,
+  membership changes and leaders starting or stopping their controller.
 
 Controller keys are ``generator``, ``aggregator/<cellID>`` and ``monitor``.
 """
@@ -29,9 +29,13 @@ CONTROLLER_KEY_PATTERN = re.compile(
 )
 
 
-# Messages on the events channel: {"type": SWITCH_EVENT | RELEASED_EVENT, "controller": key}.
+# Messages on the events channel: {"type": SWITCH_EVENT | RELEASED_EVENT | ..., "controller":
+# key}.
 SWITCH_EVENT = "switch"  # a switch changed in the database: re-read them now
 RELEASED_EVENT = "released"  # a leader released its lease on shutdown: standbys, acquire now
+# A leader started or stopped its controller and wrote so in its leader hash: whoever waits on
+# that (the console's removal, after pausing the cell's aggregator) reads the hash again now.
+STATE_EVENT = "state"
 # The membership changed (a worker joined or left): re-plan the balanced leases now. Its
 # "controller" field carries the worker's holder id.
 MEMBERS_EVENT = "members"

@@ -10,10 +10,11 @@
 
 Each start gets a fresh ``RedisFence`` and fenced cluster clients (``KubeClient.fenced``); a stop
 revokes that fence *before* calling ``controller.stop()``, so in-flight work of a stopped term
-cannot write. A ``SwitchWatcher`` thread subscribes to ``<prefix>:events`` (switch changes,
-released leases) and re-reads the switches every retry period as a fallback; it also beats the
-worker ``heartbeat``. On ``stop()`` controllers are stopped and leases released, so a standby
-takes over within one retry period instead of a lease duration.
+cannot write. After a start or a stop the elector writes the leader state and announces it
+(``state`` on ``<prefix>:events``). A ``SwitchWatcher`` thread subscribes to that channel
+(switch changes, released leases) and re-reads the switches every retry period as a fallback;
+it also beats the worker ``heartbeat``. On ``stop()`` controllers are stopped and leases
+released, so a standby takes over within one retry period instead of a lease duration.
 
 Balancing (``controllers.balance``, on by default): the watcher also keeps this worker in the
 membership (``workers.membership``) once the switches are read, and re-plans its share of the
@@ -44,6 +45,7 @@ from workers.controller import Controller, ControllerContext, ControllerStatus
 from workers.keys import (
     MEMBERS_EVENT,
     RELEASED_EVENT,
+    STATE_EVENT,
     SWITCH_EVENT,
     RedisKeys,
     decode_event,
@@ -322,10 +324,15 @@ class Elector:
         return fields
 
     def _publish_state(self) -> None:
+        """Write that the controller started or stopped, and say so on the events channel."""
         if self.lease is None:
             return
-        with contextlib.suppress(redis.RedisError):  # the next renewal carries it
-            self.manager.store.update_state(self.lease, self._state())
+        try:
+            written = self.manager.store.update_state(self.lease, self._state())
+        except redis.RedisError:
+            return  # the next renewal carries it
+        if written:
+            self.manager.publish(STATE_EVENT, self.key)
 
     def _report(self, error: str | None) -> None:
         now = time.time()

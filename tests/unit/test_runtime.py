@@ -17,7 +17,7 @@ import redis
 from podseidon_site.config import parse_config
 from protectors.kube.client import KubeClient
 from workers.controller import ControllerContext, LostLeadership
-from workers.keys import SWITCH_EVENT, RedisKeys, encode_event
+from workers.keys import STATE_EVENT, SWITCH_EVENT, RedisKeys, decode_event, encode_event
 from workers.leadership import read_states
 from workers.leases import FENCE_HEADER, Holder, Timings
 from workers.runtime import ClusterClients, ControllerManager
@@ -226,6 +226,35 @@ def test_pause_stops_within_moments_and_keeps_the_lease(managers) -> None:
     leader.client.publish(managers.keys.events, encode_event(SWITCH_EVENT, "generator"))
     wait_for(lambda: generator.running, 1, "resumed")
     assert generator.write() == {FENCE_HEADER: f"generator/{token}"}
+
+
+def test_starts_and_stops_are_announced_once_the_state_says_so(managers) -> None:
+    listener = redis.Redis.from_url(REDIS_URL, socket_timeout=2).pubsub(
+        ignore_subscribe_messages=True
+    )
+    listener.subscribe(managers.keys.events)
+
+    def next_state_of(key: str) -> object:
+        """The leader state as read when the next announcement for ``key`` arrives."""
+        deadline = time.monotonic() + 5
+        while (left := deadline - time.monotonic()) > 0:
+            message = listener.get_message(timeout=left)
+            if message and decode_event(message["data"]) == (STATE_EVENT, key):
+                return read_states([key], client=a.client, keys=managers.keys)[0]
+        raise AssertionError(f"no state announcement for {key} within 5 s")
+
+    try:
+        a = managers.start("a", ["monitor"])
+        started = next_state_of("monitor")
+        assert started.running and not started.paused and controller(a, "monitor").running
+
+        managers.paused["monitor"] = True
+        a.client.publish(managers.keys.events, encode_event(SWITCH_EVENT, "monitor"))
+        stopped = next_state_of("monitor")
+        assert not stopped.running and stopped.paused and stopped.is_active()
+        assert not controller(a, "monitor").running
+    finally:
+        listener.close()
 
 
 def test_a_lost_switch_message_costs_at_most_a_retry_period(managers) -> None:
