@@ -264,6 +264,14 @@ class WebhookConfig(_Section):
         "refuses its deletions with a 500 naming the core cluster, and the next protected "
         "reviews are refused at once until a probe write (one a second) is answered.",
     )
+    keep_alive_seconds: Annotated[StrictInt, Field(ge=1, le=3600)] = Field(
+        default=120,
+        description="How long a kept-alive connection may sit idle before the webhook closes "
+        "it. Longer than kube-apiserver's own idle timeout (90 s), so that the apiserver closes "
+        "idle connections, not the webhook: a review sent just as the webhook closed its "
+        "connection fails (kube-apiserver does not resend a POST), and every new connection "
+        "costs a TLS handshake.",
+    )
     object_selector: dict[StrictStr, Any] = Field(
         default_factory=dict, description="LabelSelector restricting which pods are sent."
     )

@@ -46,6 +46,9 @@ workers = int(os.environ.get("GUNICORN_WORKERS", "2"))
 threads = int(os.environ.get("GUNICORN_THREADS", "128"))
 os.environ["PODSEIDON_WEBHOOK_THREADS"] = str(threads)
 worker_class = "gthread"
+# gunicorn closes an idle kept-alive connection after 2 s by default: after any quiet spell
+# kube-apiserver would pay a new TLS handshake, and a review racing the close would fail.
+keepalive = _config.webhook.keep_alive_seconds
 timeout = 60
 graceful_timeout = 15
 accesslog = "-" if os.environ.get("GUNICORN_ACCESS_LOG", "") == "1" else None

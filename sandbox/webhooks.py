@@ -78,6 +78,8 @@ DEFAULT_SERVICE_PORT = 443
 # AdmissionReview versions we can speak, in order of preference.
 REVIEW_VERSIONS = ("v1", "v1beta1")
 USER_AGENT = "kube-apiserver-admission"
+# How long kube-apiserver keeps an idle connection to a webhook open.
+IDLE_CONNECTION_SECONDS = 90.0
 # client-go keeps at most this much of an unexpected (non-Status) error body.
 _MAX_ERROR_BODY = 2048
 
@@ -506,7 +508,10 @@ class WebhookDispatcher:
     async def start(self, cluster: Cluster) -> None:
         self.cluster = cluster
         self._session = aiohttp.ClientSession(
-            connector=aiohttp.TCPConnector(limit=0),
+            # Idle connections kept as long as kube-apiserver's client keeps them (Go's
+            # IdleConnTimeout, which client-go applies), not aiohttp's 15 s: a webhook that
+            # closes them sooner is seen paying new TLS handshakes, as it would in a cluster.
+            connector=aiohttp.TCPConnector(limit=0, keepalive_timeout=IDLE_CONNECTION_SECONDS),
             trust_env=False,
             headers={"User-Agent": USER_AGENT},
         )

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import http.client
 import json
 import re
+import select
 import time
 import uuid
 from collections.abc import Iterator
@@ -61,6 +63,31 @@ def test_answers_a_review_without_database_or_redis(webhook: Webhook) -> None:
     assert answer["apiVersion"] == "admission.k8s.io/v1"
     assert answer["kind"] == "AdmissionReview"
     assert answer["response"]["allowed"] is True
+
+
+def test_an_idle_kept_alive_connection_stays_open(webhook: Webhook) -> None:
+    """kube-apiserver keeps an idle connection to a webhook for 90 s; gunicorn's own default
+    would close it after 2 s, and every quiet spell would cost a new TLS handshake."""
+    host, port = webhook.url.removeprefix("https://").rsplit(":", 1)
+    connection = http.client.HTTPSConnection(
+        host, int(port), context=webhook.ssl_context(), timeout=10
+    )
+    try:
+        for attempt in range(2):
+            connection.request(
+                "POST", "/cell-a", _review(), headers={"Content-Type": "application/json"}
+            )
+            response = connection.getresponse()
+            assert response.status == 200, response.read()
+            response.read()
+            if attempt == 0:
+                sock = connection.sock
+                time.sleep(4)  # twice gunicorn's default, which checks once a second
+                readable, _, _ = select.select([sock], [], [], 0)
+                assert not readable, "the webhook closed the idle connection"
+        assert connection.sock is sock, "the second review needed a new connection"
+    finally:
+        connection.close()
 
 
 HOSTILE = [

@@ -42,6 +42,7 @@ def test_defaults_match_design() -> None:
     assert config.webhook.handle_eviction is True
     assert config.webhook.failure_policy == "Fail"
     assert config.webhook.timeout_seconds == 10
+    assert config.webhook.keep_alive_seconds == 120  # beyond kube-apiserver's 90 s
     assert config.webhook.self_protection is False
     assert config.admission_history.max_concurrent_lag == 0
     assert config.admission_history.compact_threshold == 100
@@ -70,6 +71,11 @@ BAD_CONFIGS = [
         "wrong-type",
         {"webhook": {"timeout_seconds": "ten"}},
         "config: webhook.timeout_seconds: Input should be a valid integer",
+    ),
+    (
+        "keep-alive-zero",
+        {"webhook": {"keep_alive_seconds": 0}},
+        "config: webhook.keep_alive_seconds: Input should be greater than or equal to 1",
     ),
     (
         "bool-not-string",
