@@ -341,6 +341,26 @@ def server_time_per_delete(
     return out
 
 
+def after_idle(
+    cell: k8s.CoreV1Api, ns: str, rounds: int, idle: float
+) -> dict[str, dict[str, float]]:
+    """Unmatched DELETEs right after another and after ``idle`` seconds of quiet: whether the
+    cluster's kept-alive connections to the webhook survive a quiet spell (a closed one costs
+    the next review a TCP and TLS handshake)."""
+    names = [f"idle-{i}" for i in range(3 * rounds + 2)]
+    make_pods(cell, ns, names, UNMATCHED)
+    time.sleep(0.3)
+    pods = iter(names)
+    for _ in range(2):
+        timed_delete(cell, ns, next(pods))
+    back_to_back, quiet = [], []
+    for _ in range(rounds):
+        back_to_back += [timed_delete(cell, ns, next(pods))[0] for _ in range(2)]
+        time.sleep(idle)
+        quiet.append(timed_delete(cell, ns, next(pods))[0])
+    return {"back_to_back": ms(back_to_back), "after_idle": ms(quiet)}
+
+
 class Aggregator(threading.Thread):
     """Every ``rate`` seconds, what the aggregator does for one PodProtector while its pods go:
     read it, set cell-a's counts (one fewer each time), drop the admission buckets older than
@@ -688,6 +708,14 @@ def main() -> int:
     )
     parser.add_argument("--rounds", type=int, default=6, help="bursts per webhook configuration")
     parser.add_argument(
+        "--idle-rounds",
+        type=int,
+        default=5,
+        help="unmatched DELETEs each after a quiet spell (0: none), beside ones right after "
+        "another: whether connections to the webhook outlive the quiet",
+    )
+    parser.add_argument("--idle-seconds", type=float, default=3.0, help="length of that spell")
+    parser.add_argument(
         "--compare",
         action="append",
         type=_webhook_options,
@@ -845,6 +873,19 @@ def run(
     )
 
     hook = hooks["default"]
+    if args.idle_rounds:
+        register(hook, "cell-a")
+        time.sleep(0.3)
+        try:
+            idle = after_idle(cell, ns, args.idle_rounds, args.idle_seconds)
+        finally:
+            unregister(cell.api_client)
+        out["idle_delete_ms"] = {**idle, "idle_seconds": args.idle_seconds}
+        print(
+            f"unmatched DELETE after {args.idle_seconds:g} s of quiet: median "
+            f"{idle['after_idle']['median']:.2f} ms (max {idle['after_idle']['p99']:.2f}) over "
+            f"{args.idle_rounds}, right after another {idle['back_to_back']['median']:.2f} ms"
+        )
     print(
         f"sequential protected DELETEs while an aggregator writes the same PodProtector's status "
         f"every 1 s (for {args.aggregator_seconds:.0f} s, default configuration):"

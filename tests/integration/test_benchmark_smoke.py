@@ -79,7 +79,7 @@ def test_webhook_benchmark_runs(tmp_path: Path) -> None:
     out = run_benchmark(
         "webhook.py",
         *("--protectors", "100", "--deletes", "5", "--warm-up", "3"),
-        *("--concurrent", "6", "--rounds", "1"),
+        *("--concurrent", "6", "--rounds", "1", "--idle-rounds", "1", "--idle-seconds", "2.5"),
         *("--reviews", "200", "--aggregator-seconds", "2", "--json", str(figures)),
         *("--compare", "batch_window_millis=0,bucket_refresh_after_millis=0"),
         timeout=300,
@@ -89,6 +89,7 @@ def test_webhook_benchmark_runs(tmp_path: Path) -> None:
     writes = [line for line in out.splitlines() if "writes per admitted deletion over 1" in line]
     assert len(writes) == 2, out
     assert "reviews straight at the webhook" in out
+    assert "unmatched DELETE after 2.5 s of quiet" in out
     assert "while an aggregator writes the same PodProtector's status" in out
 
     data = json.loads(figures.read_text())
@@ -102,6 +103,8 @@ def test_webhook_benchmark_runs(tmp_path: Path) -> None:
         == (data["configurations"]["default"]["protected_minus_unmatched_over_put"])
     )
     assert data["unmatched_review_server_ms"]["median_ms"] > 0
+    idle = data["idle_delete_ms"]
+    assert (idle["idle_seconds"], idle["after_idle"]["n"], idle["back_to_back"]["n"]) == (2.5, 1, 2)
     assert data["reviews_per_second"] > 0 and data["reviews_answered"] == 200
     assert 0 < data["writes_per_admitted_deletion"] <= 1
     assert data["with_aggregator"]["delete_ms"]["n"] > 0
