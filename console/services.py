@@ -557,8 +557,6 @@ def _aggregator_stopped(cell_id: str, timeout: float) -> bool | None:
 
     Subscribed to the workers' events channel before the first read, so a stop announced after
     that read wakes the wait at once."""
-    import redis
-
     from workers.keys import aggregator_key, settings_keys, settings_redis
     from workers.leadership import read_states
 
@@ -571,7 +569,7 @@ def _aggregator_stopped(cell_id: str, timeout: float) -> bool | None:
         while True:
             try:
                 states = read_states([key], client=client, keys=keys)
-            except (redis.RedisError, OSError):  # the workers cannot run it either
+            except Exception:  # Redis unreachable: the workers cannot run it either
                 return None
             if not any(s.running and s.is_active() for s in states):
                 return True
@@ -588,14 +586,12 @@ class _Announcements:
     """The workers' events channel, as far as one controller's start/stop announcements go."""
 
     def __init__(self, client: Any, channel: str, key: str) -> None:
-        import redis
-
         self._key = key
         self._pubsub: Any = client.pubsub(ignore_subscribe_messages=True)
         try:
             self._pubsub.subscribe(channel)
-        except (redis.RedisError, OSError):
-            self.close()  # the reads still run, every AGGREGATOR_RECHECK_SECONDS
+        except Exception:  # Redis unreachable: the reads say so, or run every recheck
+            self.close()
 
     def wait(self, seconds: float) -> None:
         """Return when ``key`` announces a change, or after ``seconds``."""
