@@ -75,12 +75,17 @@ class Waiting:
         return not self.thread.is_alive()
 
 
+def waiting_on_a_running_leader(store, monkeypatch, recheck: float) -> Waiting:
+    client, keys = store
+    monkeypatch.setattr(services, "AGGREGATOR_RECHECK_SECONDS", recheck)
+    lead(client, keys, KEY, running=True)
+    return Waiting(client, keys, timeout=60)
+
+
 def test_the_leaders_announcement_ends_the_wait(store, monkeypatch) -> None:
     client, keys = store
     # Only the announcement can end the wait within this test's bounds.
-    monkeypatch.setattr(services, "AGGREGATOR_RECHECK_SECONDS", 60.0)
-    lead(client, keys, KEY, running=True)
-    waiting = Waiting(client, keys, timeout=60)
+    waiting = waiting_on_a_running_leader(store, monkeypatch, recheck=60.0)
 
     # Another controller's news does not end it, nor does a change nobody announced yet.
     client.publish(keys.events, encode_event(STATE_EVENT, "aggregator/cell-b"))
@@ -94,20 +99,16 @@ def test_the_leaders_announcement_ends_the_wait(store, monkeypatch) -> None:
 
 def test_a_released_lease_ends_the_wait(store, monkeypatch) -> None:
     client, keys = store
-    monkeypatch.setattr(services, "AGGREGATOR_RECHECK_SECONDS", 60.0)
-    lead(client, keys, KEY, running=True)
-    waiting = Waiting(client, keys, timeout=60)
+    waiting = waiting_on_a_running_leader(store, monkeypatch, recheck=60.0)
     client.hset(keys.leader(KEY), mapping={"released": "1", "running": "0"})
     client.publish(keys.events, encode_event(RELEASED_EVENT, KEY))
-    assert waiting.done_within(5)
+    assert waiting.done_within(5), "the release did not wake the wait"
     assert waiting.result == [True]
 
 
 def test_a_lost_announcement_is_caught_by_the_re_read(store, monkeypatch) -> None:
     client, keys = store
-    monkeypatch.setattr(services, "AGGREGATOR_RECHECK_SECONDS", 0.2)
-    lead(client, keys, KEY, running=True)
-    waiting = Waiting(client, keys, timeout=60)
+    waiting = waiting_on_a_running_leader(store, monkeypatch, recheck=0.2)
     lead(client, keys, KEY, running=False)  # nothing published
     assert waiting.done_within(5)
     assert waiting.result == [True]
