@@ -382,14 +382,17 @@ def test_newer_bucket_waits_in_the_pool_until_the_next_pod_event(env):
 
 def test_min_ready_seconds_requeue(env):
     core, cell, start, _ = env
+    # The wire carries whole seconds, so ``since`` is up to 1 s in the past already: with
+    # minReadySeconds 2 the pod becomes available at least 1 s from now, whatever the start-up
+    # takes on a slow machine.
     since = datetime.now(UTC).replace(microsecond=0)
     cell.put("pods", make_pod("a", since=since))
-    core.put("podprotectors", make_protector(min_ready_seconds=1))
+    core.put("podprotectors", make_protector(min_ready_seconds=2))
     start()
     wait_for(lambda: available(core) == 0)
-    # No event will come: only the requeue makes the pod available, at since + 1 s.
-    wait_for(lambda: available(core) == 1, timeout=3)
-    assert datetime.now(UTC) >= since + timedelta(seconds=1)
+    # No event will come: only the requeue makes the pod available, at since + 2 s.
+    wait_for(lambda: available(core) == 1, timeout=4)
+    assert datetime.now(UTC) >= since + timedelta(seconds=2)
 
 
 def test_stop_freezes_and_start_resumes(env):
