@@ -45,7 +45,9 @@ workers = int(os.environ.get("GUNICORN_WORKERS", "2"))
 # at most threads - threads/8 of them wait for the core cluster (webhook/core_breaker.py).
 threads = int(os.environ.get("GUNICORN_THREADS", "128"))
 os.environ["PODSEIDON_WEBHOOK_THREADS"] = str(threads)
-worker_class = "gthread"
+# gunicorn's threaded worker, serving a kept-alive connection's next request on the thread
+# that answered the last one when it comes at once (podseidon_site/gunicorn_webhook_worker.py).
+worker_class = "podseidon_site.gunicorn_webhook_worker.WebhookWorker"
 # gunicorn closes an idle kept-alive connection after 2 s by default: after any quiet spell
 # kube-apiserver would pay a new TLS handshake, and a review racing the close would fail.
 keepalive = _config.webhook.keep_alive_seconds

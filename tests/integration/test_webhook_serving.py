@@ -90,6 +90,53 @@ def test_an_idle_kept_alive_connection_stays_open(webhook: Webhook) -> None:
         connection.close()
 
 
+def test_more_kept_alive_connections_than_threads_are_all_served(
+    clusters, tmp_path_factory
+) -> None:
+    """The webhook's worker (podseidon_site/gunicorn_webhook_worker.py) serves a connection's
+    next request on the thread that answered the last one when it comes at once, and holds no
+    thread waiting while half of them are in use: with 2 threads and 3 connections taking
+    turns, every review is answered on its own connection."""
+    install_crd(clusters.api("core"))
+    work = tmp_path_factory.mktemp("webhook-two-threads")
+    hook = start_webhook(
+        work,
+        clusters.kubeconfigs,
+        tls_dir=work / "tls",
+        workers=1,
+        extra_env={"GUNICORN_THREADS": "2"},
+    )
+    host, port = hook.url.removeprefix("https://").rsplit(":", 1)
+    connections = [
+        http.client.HTTPSConnection(host, int(port), context=hook.ssl_context(), timeout=10)
+        for _ in range(3)
+    ]
+    try:
+        started = time.monotonic()
+        first: list[object] = []
+        for round_ in range(20):
+            for connection in connections:
+                connection.request(
+                    "POST", "/cell-a", _review(), headers={"Content-Type": "application/json"}
+                )
+                response = connection.getresponse()
+                assert response.status == 200, response.read()
+                assert json.loads(response.read())["response"]["allowed"] is True
+            if round_ == 0:
+                first = [connection.sock for connection in connections]
+        # 60 reviews; a connection kept waiting for a thread would cost the 10 s timeout.
+        assert time.monotonic() - started < 30
+        now = [connection.sock for connection in connections]
+        assert all(a is b for a, b in zip(first, now, strict=True)), "a connection was replaced"
+        assert "Using worker: podseidon_site.gunicorn_webhook_worker.WebhookWorker" in (
+            hook.log.read_text()
+        )
+    finally:
+        for connection in connections:
+            connection.close()
+        assert hook.stop() == 0, hook.log.read_text()[-2000:]
+
+
 HOSTILE = [
     ("not-json", "/cell-a", b"{nope", "not valid JSON"),
     ("empty", "/cell-a", b"", "empty request body"),
