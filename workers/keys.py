@@ -29,8 +29,7 @@ CONTROLLER_KEY_PATTERN = re.compile(
 )
 
 
-# Messages on the events channel: {"type": SWITCH_EVENT | RELEASED_EVENT | ..., "controller":
-# key}.
+# Messages on the events channel: {"type": one of the kinds below, "controller": key}.
 SWITCH_EVENT = "switch"  # a switch changed in the database: re-read them now
 RELEASED_EVENT = "released"  # a leader released its lease on shutdown: standbys, acquire now
 # A leader started or stopped its controller and wrote so in its leader hash: whoever waits on
