@@ -563,7 +563,10 @@ def _aggregator_stopped(cell_id: str, timeout: float) -> bool | None:
     key = aggregator_key(cell_id)
     keys = settings_keys()
     deadline = time.monotonic() + timeout
-    client = settings_redis()
+    try:
+        client = settings_redis()
+    except Exception:  # no usable REDIS_URL: no worker can lead it either
+        return None
     announcements = _Announcements(client, keys.events, key)
     try:
         while True:

@@ -129,6 +129,7 @@ def test_no_leader_running_needs_no_wait(store) -> None:
     assert services._aggregator_stopped("cell-a", 5) is True
 
 
-def test_without_redis_there_is_no_answer(podseidon, settings) -> None:
-    settings.REDIS_URL = "redis://127.0.0.1:1/0"
+@pytest.mark.parametrize("url", ["redis://127.0.0.1:1/0", ""], ids=["unreachable", "unset"])
+def test_without_redis_there_is_no_answer(podseidon, settings, url) -> None:
+    settings.REDIS_URL = url
     assert services._aggregator_stopped("cell-a", 5) is None
