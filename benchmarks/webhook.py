@@ -744,6 +744,8 @@ def main() -> int:
         parser.error("--write-latency-ms applies to the sandbox, not to --kubeconfigs clusters")
     if not args.write_latency_ms >= 0:
         parser.error("--write-latency-ms must be >= 0")
+    if args.idle_rounds < 0 or not args.idle_seconds >= 0:
+        parser.error("--idle-rounds and --idle-seconds must be >= 0")
     out: dict[str, Any] = {
         "started": datetime.now(UTC).isoformat(timespec="seconds"),
         "write_latency_ms": args.write_latency_ms,
