@@ -65,26 +65,32 @@ def test_answers_a_review_without_database_or_redis(webhook: Webhook) -> None:
     assert answer["response"]["allowed"] is True
 
 
+def _kept_alive(hook: Webhook) -> http.client.HTTPSConnection:
+    """One connection to the webhook, kept alive between reviews as kube-apiserver's are."""
+    host, port = hook.url.removeprefix("https://").rsplit(":", 1)
+    return http.client.HTTPSConnection(host, int(port), context=hook.ssl_context(), timeout=10)
+
+
+def _review_on(connection: http.client.HTTPSConnection) -> dict:
+    """A review on ``connection``; the answer's ``response`` (asserted 200)."""
+    connection.request("POST", "/cell-a", _review(), headers={"Content-Type": "application/json"})
+    response = connection.getresponse()
+    body = response.read()
+    assert response.status == 200, body
+    return json.loads(body)["response"]
+
+
 def test_an_idle_kept_alive_connection_stays_open(webhook: Webhook) -> None:
     """kube-apiserver keeps an idle connection to a webhook for 90 s; gunicorn's own default
     would close it after 2 s, and every quiet spell would cost a new TLS handshake."""
-    host, port = webhook.url.removeprefix("https://").rsplit(":", 1)
-    connection = http.client.HTTPSConnection(
-        host, int(port), context=webhook.ssl_context(), timeout=10
-    )
+    connection = _kept_alive(webhook)
     try:
-        for attempt in range(2):
-            connection.request(
-                "POST", "/cell-a", _review(), headers={"Content-Type": "application/json"}
-            )
-            response = connection.getresponse()
-            assert response.status == 200, response.read()
-            response.read()
-            if attempt == 0:
-                sock = connection.sock
-                time.sleep(4)  # twice gunicorn's default, which checks once a second
-                readable, _, _ = select.select([sock], [], [], 0)
-                assert not readable, "the webhook closed the idle connection"
+        _review_on(connection)
+        sock = connection.sock
+        time.sleep(4)  # twice gunicorn's default, which checks once a second
+        readable, _, _ = select.select([sock], [], [], 0)
+        assert not readable, "the webhook closed the idle connection"
+        _review_on(connection)
         assert connection.sock is sock, "the second review needed a new connection"
     finally:
         connection.close()
@@ -106,22 +112,13 @@ def test_more_kept_alive_connections_than_threads_are_all_served(
         workers=1,
         extra_env={"GUNICORN_THREADS": "2"},
     )
-    host, port = hook.url.removeprefix("https://").rsplit(":", 1)
-    connections = [
-        http.client.HTTPSConnection(host, int(port), context=hook.ssl_context(), timeout=10)
-        for _ in range(3)
-    ]
+    connections = [_kept_alive(hook) for _ in range(3)]
     try:
         started = time.monotonic()
         first: list[object] = []
         for round_ in range(20):
             for connection in connections:
-                connection.request(
-                    "POST", "/cell-a", _review(), headers={"Content-Type": "application/json"}
-                )
-                response = connection.getresponse()
-                assert response.status == 200, response.read()
-                assert json.loads(response.read())["response"]["allowed"] is True
+                assert _review_on(connection)["allowed"] is True
             if round_ == 0:
                 first = [connection.sock for connection in connections]
         # 60 reviews; a connection kept waiting for a thread would cost the 10 s timeout.
